@@ -1,0 +1,64 @@
+"""The one place where outbound HTTP sessions are made (allauth's habit), plus header helpers."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from datetime import UTC, datetime
+
+import requests
+
+DEFAULT_TIMEOUT = (5.0, 20.0)  # (connect, read) seconds
+USER_AGENT = "calsync/1.0 (+self-hosted Calendly to Kommo and Zoom sync)"
+
+
+class TimeoutSession(requests.Session):
+    """A requests.Session that never waits forever: every call gets a timeout unless one is given."""
+
+    def __init__(self, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT):
+        super().__init__()
+        self.default_timeout = timeout
+        self.headers["User-Agent"] = USER_AGENT
+
+    def request(self, method, url, **kwargs):  # type: ignore[override]
+        kwargs.setdefault("timeout", self.default_timeout)
+        return super().request(method, url, **kwargs)
+
+
+def build_session(timeout: float | tuple[float, float] = DEFAULT_TIMEOUT) -> requests.Session:
+    return TimeoutSession(timeout)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds, an HTTP date, or an ISO datetime.
+
+    Zoom's daily-limit 429 sends an ISO datetime, which urllib3's own parser rejects.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    now = now or datetime.now(UTC)
+    when: datetime | None = None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+_SECRETISH = re.compile(r"(?i)(bearer\s+|token=|access_token\"?\s*[:=]\s*\"?|secret\"?\s*[:=]\s*\"?)[^\s\",&]+")
+
+
+def redact(text: str, *secrets: str) -> str:
+    """Remove given secret values and anything that looks like a bearer token from a message."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return _SECRETISH.sub(lambda m: m.group(1) + "[redacted]", text)
