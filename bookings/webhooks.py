@@ -1,0 +1,166 @@
+"""`POST /webhooks/calendly/`: verify the signature on the raw bytes, store, enqueue, answer.
+
+Answers (Calendly retries anything that is not 2xx for 24 hours, so 4xx is only for what a retry
+cannot fix, and everything we accepted is stored before we answer):
+- 202 stored and queued; 200 a redelivery of something already stored, or a kind calsync ignores;
+- 400 signed but not a Calendly delivery (stored as `failed` with the raw body, for a human);
+- 401 missing, malformed, wrong or stale signature (nothing stored); 413 body over the size limit;
+- 503 no signing key configured (refuses everything, so nothing unverified gets in).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from bookings.calendly import PayloadError, decode_body, dedupe_key, parse_delivery_data
+from bookings.models import WebhookEvent
+from bookings.signature import HEADER, SignatureError, verify_signature
+from bookings.state import is_handled_kind
+from bookings.tasks import enqueue_processing
+
+logger = logging.getLogger(__name__)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def read_limited_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing anything over `limit` bytes without reading it all into memory."""
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    body = request._request.read(limit + 1)
+    if len(body) > limit:
+        raise BodyTooLarge
+    return body
+
+
+def _error(message: str, code: int, **extra) -> Response:
+    return Response({"error": message, **extra}, status=code)
+
+
+class CalendlyWebhookView(APIView):
+    authentication_classes: list = []  # the signature is the authentication; no session, so no CSRF
+    permission_classes = [AllowAny]
+    http_method_names = ["post", "options"]
+
+    def post(self, request: Request) -> Response:
+        try:
+            raw = read_limited_body(request, settings.CALENDLY_MAX_BODY_BYTES)
+        except BodyTooLarge:
+            logger.warning("calendly webhook: body over %s bytes refused", settings.CALENDLY_MAX_BODY_BYTES)
+            return _error(
+                f"body larger than {settings.CALENDLY_MAX_BODY_BYTES} bytes", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+            )
+
+        keys = settings.CALENDLY_SIGNING_KEYS
+        if keys:
+            try:
+                verify_signature(
+                    raw,
+                    request.headers.get(HEADER),
+                    keys,
+                    now=time.time(),
+                    tolerance_s=settings.CALENDLY_SIGNATURE_TOLERANCE,
+                )
+            except SignatureError as exc:
+                # Never the body or the key: only why, and from where.
+                logger.warning("calendly webhook refused: %s (from %s)", exc.reason, request.META.get("REMOTE_ADDR"))
+                return _error(f"invalid signature: {exc.reason}", status.HTTP_401_UNAUTHORIZED)
+        elif not settings.CALENDLY_ALLOW_UNSIGNED:
+            logger.error("calendly webhook refused: CALENDLY_SIGNING_KEY is not set")
+            return _error(
+                "webhook not configured: set CALENDLY_SIGNING_KEY (see README)", status.HTTP_503_SERVICE_UNAVAILABLE
+            )
+
+        return store_delivery(raw)
+
+
+def _bump_existing(key: str) -> WebhookEvent:
+    WebhookEvent.objects.filter(dedupe_key=key).update(deliveries=F("deliveries") + 1)
+    return WebhookEvent.objects.get(dedupe_key=key)
+
+
+def store_delivery(raw: bytes, *, source: str = WebhookEvent.Source.WEBHOOK) -> Response:
+    """Store a verified delivery (de-duplicated) and queue it; build the HTTP answer."""
+    data = None
+    try:
+        data = decode_body(raw)
+        delivery = parse_delivery_data(data)
+    except PayloadError as exc:
+        kind = data.get("event") if isinstance(data, dict) and isinstance(data.get("event"), str) else ""
+        event, _created = _create_or_existing(
+            "invalid|" + hashlib.sha256(raw).hexdigest(),
+            kind=kind[:100] or "(unreadable)",
+            raw_body=raw,
+            payload=data,
+            status=WebhookEvent.Status.FAILED,
+            last_error=f"not a usable Calendly delivery: {exc}",
+            processed_at=timezone.now(),
+            source=source,
+        )
+        logger.warning("calendly webhook: signed body stored as failed event %s: %s", event.pk, exc)
+        return _error(f"not a usable Calendly delivery: {exc}", status.HTTP_400_BAD_REQUEST, id=event.pk)
+
+    handled = is_handled_kind(delivery.kind)
+    invitee = delivery.invitee
+    fields = {
+        "kind": delivery.kind,
+        "raw_body": raw,
+        "payload": data,
+        "calendly_created_at": delivery.created_at,
+        "invitee_uri": (invitee.uri if invitee else delivery.payload_uri or "")[:500],
+        "event_uri": (invitee.event_uri if invitee else "")[:500],
+        "invitee_email": (invitee.email if invitee else "")[:320],
+        "source": source,
+    }
+    if handled:
+        fields["next_attempt_at"] = timezone.now() + timedelta(seconds=settings.CALSYNC_ENQUEUE_GRACE)
+    else:
+        fields.update(
+            status=WebhookEvent.Status.IGNORED,
+            last_error=f"calsync does not act on {delivery.kind!r} deliveries",
+            processed_at=timezone.now(),
+        )
+    key = dedupe_key(delivery) or "body|" + hashlib.sha256(raw).hexdigest()
+    event, created = _create_or_existing(key, **fields)
+    if not created:
+        logger.info("calendly webhook: redelivery of event %s (%s)", event.pk, event.kind)
+        return Response({"id": event.pk, "status": event.status, "duplicate": True}, status=status.HTTP_200_OK)
+    if not handled:
+        logger.info("calendly webhook: %s stored as ignored event %s", delivery.kind, event.pk)
+        return Response({"id": event.pk, "status": event.status}, status=status.HTTP_200_OK)
+    logger.info("calendly webhook: %s stored as event %s", delivery.kind, event.pk)
+    return Response({"id": event.pk, "status": event.status}, status=status.HTTP_202_ACCEPTED)
+
+
+def _create_or_existing(key: str, **fields) -> tuple[WebhookEvent, bool]:
+    """Insert the event, or return the one already stored under the same key (a redelivery).
+
+    The unique key settles races between two identical deliveries arriving at once.
+    """
+    existing = WebhookEvent.objects.filter(dedupe_key=key).only("pk").first()
+    if existing is not None:
+        return _bump_existing(key), False
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(dedupe_key=key, **fields)
+            if event.status == WebhookEvent.Status.RECEIVED:
+                enqueue_processing(event.pk)
+    except IntegrityError:
+        return _bump_existing(key), False
+    return event, True
