@@ -1,0 +1,329 @@
+"""Event processing: claim → apply to bookings → run the reconcilers → done | failed (with retry time).
+
+The app owns retries; django-q2 is only the transport. `process_event` never raises for a sync
+failure: it records the failure on the event and schedules the next attempt with backoff.
+Nothing else writes `WebhookEvent.status`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from bookings.calendly import PayloadError
+from bookings.models import Booking, ProcessingAttempt, WebhookEvent
+from bookings.state import apply_event, is_handled_kind
+from calsync.errors import BookingBusy, SyncError
+from calsync.http import redact
+
+logger = logging.getLogger(__name__)
+
+Status = WebhookEvent.Status
+ERROR_LIMIT = 2000
+
+
+def _secrets() -> list[str]:
+    names = ("KOMMO_ACCESS_TOKEN", "ZOOM_CLIENT_SECRET", "CALENDLY_API_TOKEN")
+    return [*settings.CALENDLY_SIGNING_KEYS, *(getattr(settings, n, "") for n in names)]
+
+
+def _short_error(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return redact(text, *_secrets())[:ERROR_LIMIT]
+
+
+# --- reconcilers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reconciler:
+    name: str  # the app label: "conferencing", "crm", …
+    func: Callable[[Booking], object]
+
+
+def get_reconcilers() -> list[Reconciler]:
+    return [Reconciler(path.split(".")[0], import_string(path)) for path in settings.CALSYNC_RECONCILERS]
+
+
+# --- booking lease ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def booking_sync_lock(bookings: Sequence[Booking], *, wait: float | None = None) -> Iterator[None]:
+    """Hold a short lease on each booking so two workers never sync the same meeting at once.
+
+    A conditional UPDATE works the same on SQLite and PostgreSQL and keeps no transaction open
+    while the reconcilers talk to Kommo and Zoom. A crashed holder's lease simply expires.
+    """
+    wait = settings.CALSYNC_BOOKING_LOCK_WAIT if wait is None else wait
+    token = uuid.uuid4().hex
+    lease = timedelta(seconds=settings.CALSYNC_PROCESSING_LEASE)
+    pks = sorted({b.pk for b in bookings})
+    held: list[int] = []
+    deadline = time.monotonic() + wait
+    try:
+        for pk in pks:
+            while True:
+                now = timezone.now()
+                got = Booking.objects.filter(
+                    Q(sync_lock_expires_at__isnull=True) | Q(sync_lock_expires_at__lt=now), pk=pk
+                ).update(sync_lock_token=token, sync_lock_expires_at=now + lease)
+                if got:
+                    held.append(pk)
+                    break
+                if time.monotonic() >= deadline:
+                    raise BookingBusy()
+                time.sleep(0.1)
+        yield
+    finally:
+        if held:
+            Booking.objects.filter(pk__in=held, sync_lock_token=token).update(
+                sync_lock_token="", sync_lock_expires_at=None
+            )
+
+
+def run_reconcilers(bookings: Sequence[Booking], steps: list[dict]) -> list[tuple[str, BaseException]]:
+    """Run every reconciler on every booking; one failing does not stop the others.
+
+    A Zoom outage must not keep the meeting out of Kommo: each step is independent and idempotent,
+    and a retry runs them all again (those already done find nothing to do).
+    """
+    failures: list[tuple[str, BaseException]] = []
+    reconcilers = get_reconcilers()
+    for booking in bookings:
+        for reconciler in reconcilers:
+            fresh = Booking.objects.get(pk=booking.pk)  # each step sees what the previous one recorded
+            try:
+                detail = reconciler.func(fresh)
+            except Exception as exc:
+                logger.warning("step %s failed for booking %s: %s", reconciler.name, booking.pk, _short_error(exc))
+                steps.append({"step": reconciler.name, "booking": booking.pk, "ok": False, "detail": _short_error(exc)})
+                failures.append((reconciler.name, exc))
+            else:
+                steps.append(
+                    {"step": reconciler.name, "booking": booking.pk, "ok": True, "detail": str(detail or "up to date")}
+                )
+    return failures
+
+
+# --- state transitions ------------------------------------------------------------------------------
+
+
+def claim(event_id: int) -> bool:
+    """Take the event for processing with one conditional UPDATE; False if someone else has it."""
+    now = timezone.now()
+    return bool(
+        WebhookEvent.objects.filter(pk=event_id, status__in=[Status.RECEIVED, Status.FAILED]).update(
+            status=Status.PROCESSING,
+            attempts=F("attempts") + 1,
+            processing_started_at=now,
+            next_attempt_at=None,
+        )
+    )
+
+
+def retry_delay(attempts: int, retry_after: float | None = None) -> float | None:
+    """Seconds until the next automatic attempt, or None when the backoff table is exhausted."""
+    backoff = settings.CALSYNC_RETRY_BACKOFF
+    if attempts > len(backoff):
+        return None
+    delay = float(backoff[attempts - 1])
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def mark_done(event: WebhookEvent) -> None:
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        status=Status.DONE, processed_at=timezone.now(), last_error="", last_traceback="", next_attempt_at=None
+    )
+
+
+def mark_ignored(event: WebhookEvent, reason: str) -> None:
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        status=Status.IGNORED, processed_at=timezone.now(), last_error=reason, next_attempt_at=None
+    )
+
+
+def mark_failed(event: WebhookEvent, exc: BaseException, *, attempts: int) -> WebhookEvent:
+    retryable = getattr(exc, "retryable", True) and not isinstance(exc, PayloadError)
+    delay = retry_delay(attempts, getattr(exc, "retry_after", None)) if retryable else None
+    next_at = timezone.now() + timedelta(seconds=delay) if delay is not None else None
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        status=Status.FAILED,
+        processed_at=timezone.now(),
+        last_error=_short_error(exc),
+        last_traceback=redact("".join(traceback.format_exception(exc)), *_secrets())[-20000:],
+        next_attempt_at=next_at,
+    )
+    if next_at is None:
+        logger.error("event %s failed and needs attention: %s", event.pk, _short_error(exc))
+    else:
+        logger.warning("event %s failed (attempt %s), retry at %s", event.pk, attempts, next_at.isoformat())
+    event.refresh_from_db()
+    return event
+
+
+class _StepsFailed(SyncError):
+    def __init__(self, failures: list[tuple[str, BaseException]]):
+        message = "; ".join(f"{name}: {_short_error(exc)}" for name, exc in failures)
+        retry_afters = [getattr(exc, "retry_after", None) for _, exc in failures]
+        retry_after = max((r for r in retry_afters if r is not None), default=None)
+        super().__init__(message, retry_after=retry_after)
+        # Retry unless every failure is permanent: a transient one may heal, and the steps are idempotent.
+        self.retryable = any(getattr(exc, "retryable", True) for _, exc in failures)
+        self.failures = failures
+
+
+def process_event(event_id: int, *, trigger: str = "queue") -> str:
+    """Process one stored event; return its final status. Safe to call twice, concurrently or not."""
+    if not claim(event_id):
+        current = WebhookEvent.objects.filter(pk=event_id).values_list("status", flat=True).first()
+        logger.info("event %s not claimed (status %s)", event_id, current)
+        return current or "missing"
+    event = WebhookEvent.objects.get(pk=event_id)
+    attempt = ProcessingAttempt.objects.create(event=event, number=event.attempts, trigger=trigger)
+    steps: list[dict] = []
+    try:
+        if not is_handled_kind(event.kind):
+            reason = f"calsync does not act on {event.kind!r} deliveries"
+            mark_ignored(event, reason)
+            _finish(attempt, ProcessingAttempt.Outcome.IGNORED, steps, reason)
+            return Status.IGNORED
+        bookings = apply_event(event)
+        steps.append(
+            {
+                "step": "booking",
+                "booking": bookings[0].pk if bookings else None,
+                "ok": True,
+                "detail": ", ".join(f"#{b.pk} {b.status}" for b in bookings),
+            }
+        )
+        with booking_sync_lock(bookings):
+            failures = run_reconcilers(bookings, steps)
+        if failures:
+            raise _StepsFailed(failures)
+    except Exception as exc:
+        event = mark_failed(event, exc, attempts=event.attempts)
+        _finish(attempt, ProcessingAttempt.Outcome.FAILED, steps, _short_error(exc))
+        return Status.FAILED
+    mark_done(event)
+    _finish(attempt, ProcessingAttempt.Outcome.DONE, steps, "")
+    logger.info("event %s done", event_id)
+    return Status.DONE
+
+
+def _finish(attempt: ProcessingAttempt, outcome: str, steps: list[dict], error: str) -> None:
+    attempt.outcome = outcome
+    attempt.steps = steps
+    attempt.error = error
+    attempt.finished_at = timezone.now()
+    attempt.save(update_fields=["outcome", "steps", "error", "finished_at"])
+
+
+# --- sweeper and replay -----------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    requeued: list[int]
+    lost_workers: list[int]
+
+
+def sweep(enqueue: Callable[[int, str], None]) -> SweepResult:
+    """Find events that need a (new) attempt and hand them to `enqueue`.
+
+    - `processing` past the lease: its worker died or was killed → failed("worker lost"), due now.
+    - `received` past the enqueue grace, or `failed` whose retry time has come → enqueue again.
+    Each one picked gets its next sweep time pushed out by the lease, so a slow queue is not flooded.
+    """
+    now = timezone.now()
+    lease = timedelta(seconds=settings.CALSYNC_PROCESSING_LEASE)
+    lost = list(
+        WebhookEvent.objects.filter(status=Status.PROCESSING, processing_started_at__lt=now - lease).values_list(
+            "pk", flat=True
+        )
+    )
+    for pk in lost:
+        event = WebhookEvent.objects.get(pk=pk)
+        with transaction.atomic():
+            changed = WebhookEvent.objects.filter(pk=pk, status=Status.PROCESSING).update(
+                status=Status.FAILED,
+                last_error="worker lost: processing did not finish within CALSYNC_PROCESSING_LEASE",
+                next_attempt_at=now if event.attempts <= len(settings.CALSYNC_RETRY_BACKOFF) else None,
+            )
+            if changed:
+                ProcessingAttempt.objects.filter(event_id=pk, outcome=ProcessingAttempt.Outcome.RUNNING).update(
+                    outcome=ProcessingAttempt.Outcome.FAILED, error="worker lost", finished_at=now
+                )
+    due = list(
+        WebhookEvent.objects.filter(
+            status__in=[Status.RECEIVED, Status.FAILED], next_attempt_at__isnull=False, next_attempt_at__lte=now
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", "status")[:500]
+    )
+    requeued = []
+    for pk, status in due:
+        # Push the guard out first: if this enqueue is lost too, the next sweep after the lease finds it.
+        if WebhookEvent.objects.filter(pk=pk, status=status, next_attempt_at__lte=now).update(
+            next_attempt_at=now + lease
+        ):
+            enqueue(pk, "retry" if status == Status.FAILED else "sweep")
+            requeued.append(pk)
+    if lost or requeued:
+        logger.info("sweep: %d lost worker(s), %d event(s) re-enqueued", len(lost), len(requeued))
+    return SweepResult(requeued=requeued, lost_workers=lost)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    event_id: int
+    outcome: str  # queued | done | failed | ignored | skipped
+    detail: str
+
+    def __str__(self) -> str:
+        return f"event #{self.event_id}: {self.outcome} — {self.detail}"
+
+
+def replay(
+    event: WebhookEvent, *, inline: bool = False, enqueue: Callable[[int, str], None] | None = None
+) -> ReplayResult:
+    """Process a stored event again (dj-stripe: a replay is just processing again).
+
+    Used by the admin action, the review queue and `manage.py replay_event`. Idempotent: the
+    reconcilers do only what is missing, so replaying a finished event writes nothing new.
+    An event being processed right now is left alone.
+    """
+    with transaction.atomic():
+        reset = (
+            WebhookEvent.objects.filter(pk=event.pk)
+            .exclude(status=Status.PROCESSING)
+            .update(
+                status=Status.RECEIVED,
+                next_attempt_at=timezone.now() + timedelta(seconds=settings.CALSYNC_ENQUEUE_GRACE),
+            )
+        )
+    if not reset:
+        return ReplayResult(event.pk, "skipped", "being processed right now; try again in a minute")
+    if inline:
+        status = process_event(event.pk, trigger="replay")
+        event.refresh_from_db()
+        detail = event.last_error if status in (Status.FAILED, Status.IGNORED) else "processed again"
+        return ReplayResult(event.pk, str(status), detail or str(status))
+    if enqueue is None:
+        from bookings.tasks import enqueue_processing as enqueue
+    enqueue(event.pk, "replay")
+    return ReplayResult(event.pk, "queued", "queued for processing")

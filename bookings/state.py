@@ -1,0 +1,200 @@
+"""Calendly deliveries → Booking rows. Order-independent and idempotent.
+
+Rules (each proven by tests/bookings/test_state.py):
+- A booking is keyed by its invitee URI (group events: one booking per invitee).
+- Status only moves forward: scheduled → canceled | rescheduled. A late `invitee.created` never revives
+  a cancelled booking, and a cancel that arrives before its create makes the booking straight away
+  from the cancel's own payload (which carries the whole invitee and event).
+- Descriptive fields follow the newest Calendly `updated_at` seen, so a stale delivery never overwrites
+  newer data.
+- A reschedule is linked by URIs from either half: the old invitee's `new_invitee`, or the new one's
+  `old_invitee`. Whichever half comes first, the end state is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+
+from bookings.calendly import (
+    INVITEE_CANCELED,
+    INVITEE_CREATED,
+    CalendlyDelivery,
+    Invitee,
+    ScheduledEvent,
+    parse_delivery_data,
+)
+from bookings.models import Booking, WebhookEvent
+
+_STATUS_RANK = {Booking.Status.SCHEDULED: 0, Booking.Status.RESCHEDULED: 1, Booking.Status.CANCELED: 1}
+
+
+def _descriptive_fields(invitee: Invitee, event: ScheduledEvent) -> dict:
+    host = event.primary_host
+    return {
+        "event_uri": event.uri,
+        "event_type_uri": event.event_type_uri or "",
+        "event_type_name": event.name or "",
+        "start_at": event.start_time,
+        "end_at": event.end_time,
+        "invitee_timezone": invitee.timezone or "",
+        "invitee_name": invitee.name,
+        "invitee_first_name": invitee.first_name or "",
+        "invitee_last_name": invitee.last_name or "",
+        "invitee_email": invitee.email,
+        "invitee_phone": invitee.text_reminder_number or "",
+        "host_email": (host.email or "") if host else "",
+        "host_name": (host.name or "") if host else "",
+        "guest_emails": list(event.guest_emails),
+        "location_type": event.location.type or "",
+        "location_text": event.location.text or "",
+        "location_status": event.location.status or "",
+        "location_join_url": event.location.join_url or "",
+        "location_conference_id": event.location.conference_id or "",
+        "questions": [{"question": q.question, "answer": q.answer, "position": q.position} for q in invitee.questions],
+        "tracking": dict(invitee.tracking),
+        "cancel_url": invitee.cancel_url or "",
+        "reschedule_url": invitee.reschedule_url or "",
+    }
+
+
+def _freshness(invitee: Invitee, event: ScheduledEvent) -> datetime | None:
+    stamps = [t for t in (invitee.updated_at, event.updated_at) if t is not None]
+    return max(stamps) if stamps else None
+
+
+def _locked_booking(invitee_uri: str) -> Booking | None:
+    return Booking.objects.select_for_update().filter(invitee_uri=invitee_uri).first()
+
+
+def upsert_booking(invitee: Invitee, event: ScheduledEvent) -> Booking:
+    """Create the booking, or refresh its descriptive fields if this delivery is at least as new."""
+    fields = _descriptive_fields(invitee, event)
+    fresh = _freshness(invitee, event)
+    booking = _locked_booking(invitee.uri)
+    if booking is None:
+        try:
+            with transaction.atomic():
+                return Booking.objects.create(invitee_uri=invitee.uri, source_updated_at=fresh, **fields)
+        except IntegrityError:  # another worker created it between our read and our insert
+            booking = _locked_booking(invitee.uri)
+            assert booking is not None
+    if booking.source_updated_at is None or fresh is None or fresh >= booking.source_updated_at:
+        if fresh is not None:
+            fields["source_updated_at"] = fresh
+        changed = [name for name, value in fields.items() if getattr(booking, name) != value]
+        if changed:  # a redelivery or a replay writes nothing
+            for name in changed:
+                setattr(booking, name, fields[name])
+            booking.save(update_fields=[*changed, "updated_at"])
+    return booking
+
+
+def _advance_status(booking: Booking, status: str) -> bool:
+    if _STATUS_RANK[status] > _STATUS_RANK[booking.status]:
+        booking.status = status
+        return True
+    # canceled vs rescheduled have the same rank: a reschedule link, once known, wins (it is more specific).
+    if booking.status == Booking.Status.CANCELED and status == Booking.Status.RESCHEDULED:
+        booking.status = status
+        return True
+    return False
+
+
+def _link(old: Booking, new: Booking) -> None:
+    """Record that `old` was moved to `new`. Safe to call repeatedly and from either half."""
+    changed_old = False
+    if old.next_invitee_uri != new.invitee_uri:
+        old.next_invitee_uri = new.invitee_uri
+        changed_old = True
+    changed_old |= _advance_status(old, Booking.Status.RESCHEDULED)
+    if changed_old:
+        old.save()
+    if new.rescheduled_from_id != old.pk or new.previous_invitee_uri != old.invitee_uri:
+        new.rescheduled_from = old
+        new.previous_invitee_uri = old.invitee_uri
+        new.save()
+
+
+def apply_invitee_created(delivery: CalendlyDelivery) -> list[Booking]:
+    invitee, event = delivery.invitee, delivery.scheduled_event
+    assert invitee is not None and event is not None
+    booking = upsert_booking(invitee, event)
+    affected = [booking]
+    if invitee.old_invitee_uri:
+        if booking.previous_invitee_uri != invitee.old_invitee_uri:
+            booking.previous_invitee_uri = invitee.old_invitee_uri
+            booking.save(update_fields=["previous_invitee_uri", "updated_at"])
+        old = _locked_booking(invitee.old_invitee_uri)
+        if old is not None:
+            _link(old, booking)
+            affected.insert(0, old)
+    # The old half may have arrived first and named us; pick up that link too.
+    predecessor = (
+        Booking.objects.select_for_update().filter(next_invitee_uri=invitee.uri).exclude(pk=booking.pk).first()
+    )
+    if predecessor is not None and predecessor.pk not in {b.pk for b in affected}:
+        _link(predecessor, booking)
+        affected.insert(0, predecessor)
+    return affected
+
+
+def apply_invitee_canceled(delivery: CalendlyDelivery) -> list[Booking]:
+    invitee, event = delivery.invitee, delivery.scheduled_event
+    assert invitee is not None and event is not None
+    booking = upsert_booking(invitee, event)
+    cancellation = invitee.cancellation
+    if cancellation is not None:
+        booking.canceled_by = cancellation.canceled_by or ""
+        booking.canceler_type = cancellation.canceler_type or ""
+        booking.cancel_reason = cancellation.reason or ""
+        booking.canceled_at = cancellation.created_at
+    if booking.canceled_at is None:
+        booking.canceled_at = delivery.created_at
+    affected = [booking]
+    if invitee.rescheduled and invitee.new_invitee_uri:
+        booking.next_invitee_uri = invitee.new_invitee_uri
+        _advance_status(booking, Booking.Status.RESCHEDULED)
+        booking.save()
+        new = _locked_booking(invitee.new_invitee_uri)
+        if new is not None:
+            _link(booking, new)
+            affected.append(new)
+    else:
+        _advance_status(booking, Booking.Status.CANCELED)
+        booking.save()
+    # The new half may have arrived first and named us as its old invitee.
+    successor = (
+        Booking.objects.select_for_update().filter(previous_invitee_uri=invitee.uri).exclude(pk=booking.pk).first()
+    )
+    if successor is not None and successor.pk not in {b.pk for b in affected}:
+        _link(booking, successor)
+        affected.append(successor)
+    return affected
+
+
+# Dispatch by delivery kind (dj-stripe's habit). Kinds not listed are stored as `ignored`.
+HANDLERS: dict[str, Callable[[CalendlyDelivery], list[Booking]]] = {
+    INVITEE_CREATED: apply_invitee_created,
+    INVITEE_CANCELED: apply_invitee_canceled,
+}
+
+
+def is_handled_kind(kind: str) -> bool:
+    return kind in HANDLERS
+
+
+def apply_event(event: WebhookEvent) -> list[Booking]:
+    """Apply a stored event to its booking(s) in one transaction; return the bookings to sync."""
+    delivery = parse_delivery_data(event.payload)
+    handler = HANDLERS[delivery.kind]
+    with transaction.atomic():
+        bookings = handler(delivery)
+        if bookings:
+            # The event's own booking is the one whose invitee URI it carries.
+            own = next((b for b in bookings if b.invitee_uri == event.invitee_uri), bookings[0])
+            WebhookEvent.objects.filter(pk=event.pk).update(booking=own)
+            event.booking = own
+    return bookings
