@@ -1,0 +1,75 @@
+"""Shared fixtures: real Calendly payload files, a signer that follows Calendly's algorithm, a poster."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from django.test import Client
+
+from bookings.signature import signature_header
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SIGNING_KEY = "qL4x9Zr2Tn8VbK1mWc7PdS3hJf6Ye0Ug5Ra-Xo2Ni_E"
+WEBHOOK_URL = "/webhooks/calendly/"
+
+
+def load_fixture(name: str) -> bytes:
+    """A fixture file's bytes, exactly: we sign raw bytes."""
+    return (FIXTURES / name).read_bytes()
+
+
+def load_json(name: str) -> Any:
+    return json.loads(load_fixture(name))
+
+
+def to_body(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False).encode("utf-8")
+
+
+def sign(body: bytes, *, key: str = SIGNING_KEY, timestamp: int | None = None) -> str:
+    return signature_header(body, key, int(time.time()) if timestamp is None else timestamp)
+
+
+def variant(fixture: str, /, **changes: Any) -> dict:
+    """Load a Calendly fixture and change payload fields (Zulip's one-field-edit habit).
+
+    Keys with dots reach into nested objects: ``variant(..., **{"scheduled_event.name": "X"})``.
+    """
+    data = load_json(fixture)
+    for dotted, value in changes.items():
+        target = data["payload"]
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            target = target[part]
+        target[leaf] = value
+    return data
+
+
+@pytest.fixture
+def post_delivery(client: Client, django_capture_on_commit_callbacks) -> Callable[..., Any]:
+    """POST a body to the webhook, signed by default, running on-commit enqueues in-process."""
+
+    def _post(body: bytes | dict, *, signature: str | bool | None = True, url: str = WEBHOOK_URL, **extra: Any):
+        raw = body if isinstance(body, bytes) else to_body(body)
+        headers = dict(extra)
+        if signature is True:
+            headers["HTTP_CALENDLY_WEBHOOK_SIGNATURE"] = sign(raw)
+        elif isinstance(signature, str):
+            headers["HTTP_CALENDLY_WEBHOOK_SIGNATURE"] = signature
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(url, data=raw, content_type="application/json", **headers)
+
+    return _post
+
+
+@pytest.fixture
+def rsps():
+    """Wire-level HTTP mocking; every registered response must be used."""
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        yield mock
