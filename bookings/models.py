@@ -127,6 +127,9 @@ class Booking(models.Model):
     # The link Calendly made (native Zoom, Meet, Teams…); calsync's own Zoom link lives on ZoomMeeting.
     location_join_url = models.URLField(max_length=1000, blank=True)
     location_conference_id = models.CharField(max_length=100, blank=True)
+    # The link the invitee joins with, whoever made it: Calendly's own conference (set from the
+    # payload) or the Zoom meeting calsync made (set by conferencing.sync). crm.sync reads it.
+    conference_join_url = models.URLField(max_length=1000, blank=True)
     questions = models.JSONField(default=list, blank=True)  # [{"question", "answer", "position"}]
     tracking = models.JSONField(default=dict, blank=True)  # utm_* values that were set
     cancel_url = models.URLField(max_length=1000, blank=True)

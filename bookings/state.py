@@ -53,6 +53,7 @@ def _descriptive_fields(invitee: Invitee, event: ScheduledEvent) -> dict:
         "location_status": event.location.status or "",
         "location_join_url": event.location.join_url or "",
         "location_conference_id": event.location.conference_id or "",
+        **({"conference_join_url": event.location.join_url or ""} if event.location.calendly_owns_conference else {}),
         "questions": [{"question": q.question, "answer": q.answer, "position": q.position} for q in invitee.questions],
         "tracking": dict(invitee.tracking),
         "cancel_url": invitee.cancel_url or "",

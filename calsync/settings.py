@@ -172,8 +172,17 @@ CALSYNC_PROCESSING_LEASE = env.int("CALSYNC_PROCESSING_LEASE", default=600)
 # How long one event waits for another worker to finish syncing the same booking before retrying later.
 CALSYNC_BOOKING_LOCK_WAIT = env.float("CALSYNC_BOOKING_LOCK_WAIT", default=10.0)
 
-# --- Task queue (django-q2) -----------------------------------------------------------------------
+# --- Task queue (django-q2) and the shared cache ---------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Shared by every process (web workers, task workers, several machines): never process-local memory.
+# The database cache needs `manage.py createcachetable` (the run scripts and the test runner do it).
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "calsync_cache"}
+    )
+}
 Q_CLUSTER = {
     "name": "calsync",
     "label": "Task queue",
