@@ -12,7 +12,9 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# A local `.env` (written by scripts/run.sh on first start) fills in what the environment does not set.
+if env.bool("CALSYNC_READ_DOTENV", default=True):
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 # Refuse to start in production without a real key; local runs get a fixed, obviously-unsafe one.
@@ -42,6 +44,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "calsync.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -109,8 +112,8 @@ STORAGES = {
 if env.bool("SECURE_PROXY_SSL_HEADER", default=True):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-# Calendly counts any 3xx as a failed delivery; health probes come over plain HTTP from inside.
-SECURE_REDIRECT_EXEMPT = [r"^webhooks/", r"^healthz$", r"^readyz$"]
+# Calendly counts any 3xx as a failed delivery: never redirect the webhook, whatever the proxy does.
+SECURE_REDIRECT_EXEMPT = [r"^webhooks/"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)

@@ -2,7 +2,6 @@ from django.contrib import admin
 from django.urls import path
 
 from bookings.webhooks import CalendlyWebhookView
-from calsync.health import healthz
 
 admin.site.site_header = "calsync"
 admin.site.site_title = "calsync"
@@ -14,6 +13,5 @@ urlpatterns = [
     # Both spellings answer directly: Calendly counts a redirect (APPEND_SLASH's 301) as a failed delivery.
     path("webhooks/calendly/", webhook, name="calendly-webhook"),
     path("webhooks/calendly", webhook),
-    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

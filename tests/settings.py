@@ -1,15 +1,21 @@
-"""Test settings: the real settings, with a known signing key and tasks run in-process."""
+"""Test settings: the real settings, with known secrets and tasks run in-process.
+
+Values that tests depend on are set here, not taken from the environment, so that a developer's
+shell or `.env` can never change what the tests see (or point them at a real database or API).
+"""
 
 import os
 
+os.environ["CALSYNC_READ_DOTENV"] = "false"
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
-os.environ.setdefault("CALENDLY_SIGNING_KEY", "qL4x9Zr2Tn8VbK1mWc7PdS3hJf6Ye0Ug5Ra-Xo2Ni_E")
-os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 
 from calsync.settings import *  # noqa: F403
 
+CALENDLY_SIGNING_KEYS = ["qL4x9Zr2Tn8VbK1mWc7PdS3hJf6Ye0Ug5Ra-Xo2Ni_E"]
+CALENDLY_ALLOW_UNSIGNED = False
+SECURE_SSL_REDIRECT = False
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # noqa: F405
-# Reconcilers are switched on per test; the foundation's tests drive the pipeline with fakes.
+# Reconcilers are switched on per test with the `settings` fixture.
 CALSYNC_RECONCILERS = []
 CALSYNC_BOOKING_LOCK_WAIT = 0.5
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

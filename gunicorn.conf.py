@@ -1,0 +1,15 @@
+"""gunicorn defaults for calsync; every value can be overridden on the command line or by env."""
+
+import os
+
+bind = os.environ.get("BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# The webhook only stores and answers; anything slow is a bug or a stuck database, not work to wait for.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 20
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+# Calendly's delivery carries a signature header; forwarded headers come from the proxy in front.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
