@@ -13,3 +13,8 @@ accesslog = "-"
 errorlog = "-"
 # Calendly's delivery carries a signature header; forwarded headers come from the proxy in front.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn's control socket defaults to one path in $HOME: a second instance (a worker host, the
+# benchmark, end-to-end tests) would fight over it, and the non-root container user has no home.
+control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") == ""
+if not control_socket_disable:
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
