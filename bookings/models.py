@@ -52,6 +52,7 @@ class WebhookEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        permissions = [("replay_webhookevent", "Can replay webhook events and sync bookings again")]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="event_sweep_idx")]
 
     def __str__(self) -> str:

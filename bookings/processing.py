@@ -327,3 +327,21 @@ def replay(
         from bookings.tasks import enqueue_processing as enqueue
     enqueue(event.pk, "replay")
     return ReplayResult(event.pk, "queued", "queued for processing")
+
+
+def latest_event_for(booking: Booking) -> WebhookEvent | None:
+    """The newest handled event that concerns this booking (what a resync replays)."""
+    return (
+        WebhookEvent.objects.filter(Q(booking=booking) | Q(invitee_uri=booking.invitee_uri))
+        .exclude(status=Status.IGNORED)
+        .order_by("-received_at", "-pk")
+        .first()
+    )
+
+
+def resync(booking: Booking, *, inline: bool = False) -> ReplayResult | None:
+    """Sync one booking again: replay its newest event, which re-applies it and runs every reconciler."""
+    event = latest_event_for(booking)
+    if event is None:
+        return None
+    return replay(event, inline=inline)

@@ -1,0 +1,109 @@
+"""The events and bookings admin: pages render in words, replay works, permissions hold."""
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.urls import reverse
+
+from bookings import processing
+from bookings.models import Booking, WebhookEvent
+from bookings.webhooks import store_delivery
+from calsync.errors import PermanentSyncError
+from tests.bookings import fake_reconcilers as fake
+from tests.conftest import SIGNING_KEY, load_fixture
+
+pytestmark = pytest.mark.django_db
+
+EVENTS = reverse("admin:bookings_webhookevent_changelist")
+BOOKINGS = reverse("admin:bookings_booking_changelist")
+
+
+@pytest.fixture(autouse=True)
+def reconcilers(settings):
+    fake.reset()
+    settings.CALSYNC_RECONCILERS = ["tests.bookings.fake_reconcilers.first"]
+    yield
+    fake.reset()
+
+
+@pytest.fixture
+def failed_event():
+    event = WebhookEvent.objects.get(pk=store_delivery(load_fixture("calendly/invitee_created.json")).data["id"])
+    fake.FAIL["first"] = PermanentSyncError("Kommo answered 401: the token was revoked")
+    processing.process_event(event.pk)
+    fake.FAIL.clear()
+    return WebhookEvent.objects.get(pk=event.pk)
+
+
+def staff(username: str, *perms: str) -> User:
+    user = User.objects.create_user(username, password="pw", is_staff=True)
+    for perm in perms:
+        app, codename = perm.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app, codename=codename))
+    return user
+
+
+def test_event_list_and_detail_speak_plainly(admin_client, failed_event):
+    page = admin_client.get(EVENTS).content.decode()
+    assert "lucia.fernandez@clientco.example" in page and "needs attention" in page
+    assert "30-min Product Demo" in page
+    detail = admin_client.get(reverse("admin:bookings_webhookevent_change", args=[failed_event.pk])).content.decode()
+    assert "will not be retried automatically" in detail
+    assert "fix its cause" in detail
+    assert "the token was revoked" in detail  # the error in full
+    assert "Processing history" in detail and "✘" in detail
+    assert "&quot;invitee.created&quot;" in detail or "invitee.created" in detail  # pretty payload
+    assert SIGNING_KEY not in detail
+
+
+def test_event_filters_and_search(admin_client, failed_event):
+    assert admin_client.get(EVENTS, {"status__exact": "failed"}).context["cl"].result_count == 1
+    assert admin_client.get(EVENTS, {"status__exact": "done"}).context["cl"].result_count == 0
+    assert admin_client.get(EVENTS, {"q": "lucia.fernandez"}).context["cl"].result_count == 1
+    assert admin_client.get(EVENTS, {"q": "nobody@else"}).context["cl"].result_count == 0
+
+
+def test_replay_action_reports_per_event(admin_client, failed_event, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            EVENTS, {"action": "replay_selected", "_selected_action": [failed_event.pk]}, follow=True
+        )
+    messages = [str(m) for m in response.context["messages"]]
+    assert messages == [f"event #{failed_event.pk}: queued — queued for processing"]
+    assert WebhookEvent.objects.get(pk=failed_event.pk).status == "done"
+
+
+def test_sync_again_action_on_bookings(admin_client, failed_event, django_capture_on_commit_callbacks):
+    booking = Booking.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(BOOKINGS, {"action": "sync_again", "_selected_action": [booking.pk]}, follow=True)
+    assert "queued" in " ".join(str(m) for m in response.context["messages"])
+    assert WebhookEvent.objects.get(pk=failed_event.pk).status == "done"
+
+
+def test_booking_pages_render(admin_client, failed_event):
+    booking = Booking.objects.get()
+    assert "Lucía Fernández" in admin_client.get(BOOKINGS).content.decode()
+    detail = admin_client.get(reverse("admin:bookings_booking_change", args=[booking.pk])).content.decode()
+    assert "marta.ruiz@acme-sales.example" in detail and "sync_lock_token" not in detail
+
+
+def test_viewer_without_replay_permission_cannot_replay(client, failed_event):
+    client.force_login(staff("viewer", "bookings.view_webhookevent"))
+    page = client.get(EVENTS)
+    assert page.status_code == 200 and "replay_selected" not in page.content.decode()
+    response = client.post(EVENTS, {"action": "replay_selected", "_selected_action": [failed_event.pk]}, follow=True)
+    assert WebhookEvent.objects.get(pk=failed_event.pk).status == "failed"
+    assert response.status_code == 200
+
+
+def test_nothing_is_editable_even_for_superusers(admin_client, failed_event):
+    url = reverse("admin:bookings_webhookevent_change", args=[failed_event.pk])
+    admin_client.post(url, {"status": "done"})
+    assert WebhookEvent.objects.get(pk=failed_event.pk).status == "failed"
+    assert admin_client.get(reverse("admin:bookings_webhookevent_add")).status_code == 403
+
+
+def test_anonymous_sees_nothing(client, failed_event):
+    for url in (EVENTS, BOOKINGS, reverse("admin:bookings_webhookevent_change", args=[failed_event.pk])):
+        response = client.get(url)
+        assert response.status_code == 302 and "/login/" in response["Location"]
