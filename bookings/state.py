@@ -187,8 +187,33 @@ def is_handled_kind(kind: str) -> bool:
     return kind in HANDLERS
 
 
+def relink(bookings: list[Booking]) -> list[Booking]:
+    """Link each booking to reschedule partners that exist now; return the list with any partner added.
+
+    Runs in its own transaction after the event's transaction committed. When both halves of a
+    reschedule are processed at the same moment by two workers, neither transaction can see the
+    other's new row; but whichever commits last is guaranteed to see both in this second pass.
+    """
+    result = list(bookings)
+    with transaction.atomic():
+        for booking in bookings:
+            booking = Booking.objects.select_for_update().get(pk=booking.pk)
+            if booking.previous_invitee_uri and booking.rescheduled_from_id is None:
+                old = _locked_booking(booking.previous_invitee_uri)
+                if old is not None:
+                    _link(old, booking)
+                    result.insert(0, old)
+            if booking.next_invitee_uri:
+                new = _locked_booking(booking.next_invitee_uri)
+                if new is not None and new.rescheduled_from_id != booking.pk:
+                    _link(booking, new)
+                    result.append(new)
+    seen: set[int] = set()
+    return [b for b in result if not (b.pk in seen or seen.add(b.pk))]
+
+
 def apply_event(event: WebhookEvent) -> list[Booking]:
-    """Apply a stored event to its booking(s) in one transaction; return the bookings to sync."""
+    """Apply a stored event to its booking(s); return the bookings to sync (with reschedule partners)."""
     delivery = parse_delivery_data(event.payload)
     handler = HANDLERS[delivery.kind]
     with transaction.atomic():
@@ -198,4 +223,6 @@ def apply_event(event: WebhookEvent) -> list[Booking]:
             own = next((b for b in bookings if b.invitee_uri == event.invitee_uri), bookings[0])
             WebhookEvent.objects.filter(pk=event.pk).update(booking=own)
             event.booking = own
-    return bookings
+    bookings = relink(bookings)
+    # Fresh copies: the reconcilers must see every link and status written above.
+    return list(Booking.objects.filter(pk__in=[b.pk for b in bookings]).order_by("start_at", "pk"))

@@ -13,7 +13,9 @@ echo "== ruff"
 "$VENV_PY" -m ruff format --check .
 
 echo "== tests on SQLite"
-env -u DATABASE_URL "$VENV_PY" -m pytest "$@"
+# End-to-end tests start real processes against PostgreSQL: they run in the PostgreSQL pass only.
+# End-to-end tests start real processes against PostgreSQL: they run in the PostgreSQL pass only.
+env -u DATABASE_URL "$VENV_PY" -m pytest -m "not e2e" "$@"
 
 if [ "${CALSYNC_TEST_POSTGRES:-}" = "skip" ]; then
   echo "== PostgreSQL run skipped (CALSYNC_TEST_POSTGRES=skip)"

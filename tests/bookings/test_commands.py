@@ -113,3 +113,11 @@ def test_resync_booking_by_id_and_by_uri():
 def test_resync_unknown_booking():
     with pytest.raises(CommandError, match="no booking"):
         call_command("resync_booking", "https://api.calendly.com/nope", stdout=StringIO())
+
+
+def test_sweep_events_command_requeues_a_lost_event(django_capture_on_commit_callbacks):
+    event = WebhookEvent.objects.get(pk=store_delivery(load_fixture("calendly/invitee_created.json")).data["id"])
+    WebhookEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert run("sweep_events").strip() == "requeued 1, lost workers 0"
+    assert WebhookEvent.objects.get(pk=event.pk).status == "done"

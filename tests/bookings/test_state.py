@@ -184,3 +184,25 @@ def test_group_event_one_booking_per_invitee_and_cancel_of_one_leaves_the_other(
     deliver(cancel_second)
     statuses = dict(Booking.objects.values_list("invitee_email", "status"))
     assert statuses == {"lucia.fernandez@clientco.example": "scheduled", "b@clientco.example": "canceled"}
+
+
+def test_relink_heals_a_race_where_neither_half_saw_the_other():
+    """Two workers applied the halves at once: each row names the other, but no link was made."""
+    from bookings.state import relink
+
+    deliver(load_fixture(RESCHED_NEW))
+    new = Booking.objects.get()
+    old_fields = {f.name: getattr(new, f.name) for f in Booking._meta.fields if f.name not in ("id",)}
+    old = Booking.objects.create(
+        **{
+            **old_fields,
+            "invitee_uri": new.previous_invitee_uri,
+            "previous_invitee_uri": "",
+            "next_invitee_uri": new.invitee_uri,
+            "status": Booking.Status.RESCHEDULED,
+        }
+    )
+    assert new.rescheduled_from is None
+    assert {b.pk for b in relink([old])} == {old.pk, new.pk}
+    new.refresh_from_db()
+    assert new.rescheduled_from == old
