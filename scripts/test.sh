@@ -14,7 +14,6 @@ echo "== ruff"
 
 echo "== tests on SQLite"
 # End-to-end tests start real processes against PostgreSQL: they run in the PostgreSQL pass only.
-# End-to-end tests start real processes against PostgreSQL: they run in the PostgreSQL pass only.
 env -u DATABASE_URL "$VENV_PY" -m pytest -m "not e2e" "$@"
 
 if [ "${CALSYNC_TEST_POSTGRES:-}" = "skip" ]; then
