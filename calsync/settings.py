@@ -161,6 +161,18 @@ ZOOM_CLIENT_SECRET = env.str("ZOOM_CLIENT_SECRET", default="")
 ZOOM_API_URL = env.str("ZOOM_API_URL", default="https://api.zoom.us/v2")
 ZOOM_OAUTH_URL = env.str("ZOOM_OAUTH_URL", default="https://zoom.us/oauth/token")
 ZOOM_DEFAULT_USER = env.str("ZOOM_DEFAULT_USER", default="me")
+# --- Zoom: meetings calsync makes (conferencing app; see docs/conferencing.md) ---
+# Only these event types get a Zoom meeting (names or event type URIs, comma-separated); empty = all.
+# Bookings whose location Calendly already made into a conference (Zoom, Meet, Teams…) never get one.
+ZOOM_EVENT_TYPES = env.list("ZOOM_EVENT_TYPES", default=[])
+# Meeting settings. Safe defaults: nobody joins before the host is there, no recording without consent.
+ZOOM_WAITING_ROOM = env.bool("ZOOM_WAITING_ROOM", default=True)
+ZOOM_JOIN_BEFORE_HOST = env.bool("ZOOM_JOIN_BEFORE_HOST", default=False)
+ZOOM_MUTE_UPON_ENTRY = env.bool("ZOOM_MUTE_UPON_ENTRY", default=True)
+ZOOM_AUTO_RECORDING = env.str("ZOOM_AUTO_RECORDING", default="none")  # none | local | cloud
+# How long "is this Calendly host a user of our Zoom account?" is remembered (shared cache).
+ZOOM_USER_CACHE_SECONDS = env.int("ZOOM_USER_CACHE_SECONDS", default=6 * 3600)
+# --- end Zoom meetings block ---
 
 # --- Processing pipeline --------------------------------------------------------------------------
 # Dotted paths of `reconcile(booking)` functions run, in order, after a booking changes.
