@@ -116,6 +116,10 @@ def is_open(lead: dict) -> bool:
     return lead.get("status_id") not in (WON_STATUS_ID, LOST_STATUS_ID) and not lead.get("is_deleted")
 
 
+def users_cache_key(base_url: str) -> str:
+    return "crm:kommo:users:" + hashlib.sha1(base_url.rstrip("/").encode(), usedforsecurity=False).hexdigest()[:12]
+
+
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -340,7 +344,7 @@ class KommoClient:
 
     def get_users(self) -> list[dict]:
         """All users (admin token). Cached in the shared cache: one call per account per hour, not per booking."""
-        key = "crm:kommo:users:" + hashlib.sha1(self.base_url.encode(), usedforsecurity=False).hexdigest()[:12]
+        key = users_cache_key(self.base_url)
         if self.cache is not None:
             cached = self.cache.get(key)
             if cached is not None:

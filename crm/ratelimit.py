@@ -9,6 +9,7 @@ Processes on several machines share it too (their clocks should be NTP-synced).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -37,10 +38,11 @@ class SharedRateLimiter:
         if max_rps <= 0:
             raise ValueError("max_rps must be positive")
         self.name = name
-        self.interval_us = round(1_000_000 / max_rps)
+        self.interval_us = math.ceil(1_000_000 / max_rps)  # round up: never more than max_rps a second
         self.clock = clock
         self.sleep = sleep
         self.max_wait_us = int(max_wait * 1_000_000)
+        self.last_slot: float | None = None  # the slot the last acquire() got (unix seconds), for tests and logs
 
     def _now_us(self) -> int:
         return int(self.clock() * 1_000_000)
@@ -72,6 +74,7 @@ class SharedRateLimiter:
                     retry_after=wait_us / 1e6,
                 )
             if self._swap(current, slot + self.interval_us):
+                self.last_slot = slot / 1e6
                 if wait_us > 0:
                     self.sleep(wait_us / 1e6)
                 return wait_us / 1e6
