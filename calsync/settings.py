@@ -168,6 +168,8 @@ KOMMO_TASK_TYPE_ID = env.int("KOMMO_TASK_TYPE_ID", default=2)
 KOMMO_INBOUND_PIPELINE_ID = env.int("KOMMO_INBOUND_PIPELINE_ID", default=None)
 KOMMO_INBOUND_SOURCE_UID = env.str("KOMMO_INBOUND_SOURCE_UID", default="calsync-calendly")
 KOMMO_INBOUND_SOURCE_NAME = env.str("KOMMO_INBOUND_SOURCE_NAME", default="Calendly")
+# Optional folder searched before templates/ for crm/*.txt (a deployment's own wording and language).
+KOMMO_TEMPLATE_DIR = env.str("KOMMO_TEMPLATE_DIR", default="")
 # --- end crm --------------------------------------------------------------------------------------
 
 # --- Zoom -----------------------------------------------------------------------------------------

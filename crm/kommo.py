@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 WON_STATUS_ID = 142
 LOST_STATUS_ID = 143
 PAGE_LIMIT = 250
+IP_BLOCK_PAUSE = 300.0  # seconds every process stays off Kommo after a 403 "IP blocked" page
 
 
 # --- errors ----------------------------------------------------------------------------------------
@@ -277,6 +278,7 @@ class KommoClient:
             raise KommoPaymentRequired(f"{where}: 402 Payment required — the Kommo account is unpaid", status=status)
         if status == 403:
             if body is None:
+                self.rate_limiter.pause(IP_BLOCK_PAUSE)  # keep every process off Kommo instead of hammering
                 raise KommoIPBlocked(
                     f"{where}: 403 with a non-JSON page — Kommo has probably blocked this IP for exceeding its "
                     "rate limit; contact Kommo support",

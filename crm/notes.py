@@ -26,7 +26,7 @@ def _engine(dirs: tuple[str, ...]) -> Engine:
 
 
 def _template_dirs() -> tuple[str, ...]:
-    extra = [settings.KOMMO_TEMPLATE_DIR] if getattr(settings, "KOMMO_TEMPLATE_DIR", "") else []
+    extra = [settings.KOMMO_TEMPLATE_DIR] if settings.KOMMO_TEMPLATE_DIR else []
     configured = [str(d) for t in settings.TEMPLATES for d in t.get("DIRS", [])]
     return tuple(str(d) for d in [*extra, *configured])
 

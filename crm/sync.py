@@ -363,7 +363,8 @@ class BookingSync:
             self.done.append(f"task {link.task_id}")
             return
         shown = {k: link.task_state.get(k) for k in desired}
-        if shown != desired and not link.task_state.get("completed"):
+        # A cancelled meeting's task is about to be completed: no point moving it first.
+        if shown != desired and not link.task_state.get("completed") and self.b.is_live:
             self.client.update_task(
                 link.task_id, complete_till=desired["complete_till"], duration=desired["duration"], text=text
             )

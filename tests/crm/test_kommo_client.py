@@ -153,7 +153,7 @@ def test_patch_is_repeatable(rsps, client):
     assert len(rsps.calls) == 2
 
 
-def test_typed_errors(rsps, client):
+def test_typed_errors(rsps, client, limiter):
     rsps.get(f"{BASE}/api/v4/leads/1", status=401, json=kommo("error_401.json"))
     rsps.get(f"{BASE}/api/v4/leads/2", status=402, json=kommo("error_402.json"))
     html = load_fixture("kommo/blocked_403.html")
@@ -164,6 +164,7 @@ def test_typed_errors(rsps, client):
         with pytest.raises(error) as caught:
             client.get_lead(lead_id)
         assert not caught.value.retryable
+    assert limiter.paused == [300.0]  # only the blocked-IP page holds every process back
     with pytest.raises(KommoValidationError) as caught:
         client.add_note(5, "x")
     assert caught.value.errors[0]["errors"][0]["code"] == "NotSupportedChoice"

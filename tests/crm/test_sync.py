@@ -532,3 +532,14 @@ def test_no_show_undone_before_marked_writes_nothing(rsps):
     deliver(no_show("invitee_no_show.deleted", "2026-12-02T16:05:00.000000Z"))
     deliver(no_show("invitee_no_show.created", "2026-12-02T15:41:00.000000Z", "2026-12-02T15:40:59.000000Z"))
     assert len(rsps.calls) == 4 and not booking().is_no_show
+
+
+def test_a_deployment_can_override_the_wording(rsps, settings, tmp_path):
+    (tmp_path / "crm").mkdir()
+    (tmp_path / "crm" / "note_booked.txt").write_text(
+        'Reunión: {{ start_local|date:"j/m/Y H:i" }} con {{ booking.invitee_name }}'
+    )
+    settings.KOMMO_TEMPLATE_DIR = str(tmp_path)
+    book_lucia(rsps)
+    text = sent(rsps.calls[2])[0]["params"]["text"]
+    assert text.startswith("Reunión: 02/12/2026 16:00 con Lucía Fernández\n[calsync:")
