@@ -542,4 +542,4 @@ def test_a_deployment_can_override_the_wording(rsps, settings, tmp_path):
     settings.KOMMO_TEMPLATE_DIR = str(tmp_path)
     book_lucia(rsps)
     text = sent(rsps.calls[2])[0]["params"]["text"]
-    assert text.startswith("Reunión: 02/12/2026 16:00 con Lucía Fernández\n[calsync:")
+    assert text.startswith("Reunión: 2/12/2026 16:00 con Lucía Fernández\n[calsync:")
