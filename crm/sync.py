@@ -21,6 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from bookings.models import Booking
+from calsync.errors import PermanentSyncError
 from crm import notes
 from crm.kommo import KommoClient, KommoUncertainWrite, contact_lead_ids
 from crm.matching import (
@@ -88,15 +89,19 @@ class CrmSettings:
 
     @classmethod
     def load(cls) -> CrmSettings:
+        try:
+            policy = MatchPolicy(
+                several=settings.KOMMO_SEVERAL_DEALS_POLICY,
+                none=settings.KOMMO_NO_DEAL_POLICY,
+                pipeline_ids=frozenset(settings.KOMMO_PIPELINE_IDS),
+            )
+        except ValueError as exc:  # a setting is wrong: retrying cannot help until someone fixes it
+            raise PermanentSyncError(str(exc)) from None
         return cls(
             deal_id_question=settings.KOMMO_DEAL_ID_QUESTION,
             utm_field=settings.KOMMO_DEAL_ID_UTM_FIELD,
             utm_prefix=settings.KOMMO_DEAL_ID_UTM_PREFIX,
-            policy=MatchPolicy(
-                several=settings.KOMMO_SEVERAL_DEALS_POLICY,
-                none=settings.KOMMO_NO_DEAL_POLICY,
-                pipeline_ids=frozenset(settings.KOMMO_PIPELINE_IDS),
-            ),
+            policy=policy,
             task_type_id=settings.KOMMO_TASK_TYPE_ID,
             inbound_pipeline_id=settings.KOMMO_INBOUND_PIPELINE_ID,
             source_uid=settings.KOMMO_INBOUND_SOURCE_UID,

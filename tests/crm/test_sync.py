@@ -543,3 +543,12 @@ def test_a_deployment_can_override_the_wording(rsps, settings, tmp_path):
     book_lucia(rsps)
     text = sent(rsps.calls[2])[0]["params"]["text"]
     assert text.startswith("Reunión: 2/12/2026 16:00 con Lucía Fernández\n[calsync:")
+
+
+def test_a_wrong_policy_name_needs_attention_and_is_flagged_at_start_up(rsps, settings):
+    from crm.checks import check_kommo_settings
+
+    settings.KOMMO_SEVERAL_DEALS_POLICY = "newest"
+    assert [p.id for p in check_kommo_settings(None)] == ["crm.E001"]
+    status, event = deliver(without_deal_id())
+    assert status == "failed" and event.needs_attention and "KOMMO_SEVERAL_DEALS_POLICY" in event.last_error
