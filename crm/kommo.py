@@ -16,70 +16,43 @@ from typing import Any, Protocol
 
 import requests
 
-from calsync.errors import PermanentSyncError, SyncError
+from calsync.errors import PermanentSyncError
 from calsync.http import parse_retry_after
+from crm.errors import (  # re-exported: callers catch them from here
+    KommoAuthError,
+    KommoError,
+    KommoForbidden,
+    KommoIPBlocked,
+    KommoNotFound,
+    KommoPaymentRequired,
+    KommoPermanentError,
+    KommoRateLimited,
+    KommoServerError,
+    KommoUncertainWrite,
+    KommoValidationError,
+)
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "KommoAuthError",
+    "KommoClient",
+    "KommoError",
+    "KommoForbidden",
+    "KommoIPBlocked",
+    "KommoNotFound",
+    "KommoPaymentRequired",
+    "KommoPermanentError",
+    "KommoRateLimited",
+    "KommoServerError",
+    "KommoUncertainWrite",
+    "KommoValidationError",
+]
 
 WON_STATUS_ID = 142
 LOST_STATUS_ID = 143
 PAGE_LIMIT = 250
 IP_BLOCK_PAUSE = 300.0  # seconds every process stays off Kommo after a 403 "IP blocked" page
-
-
-# --- errors ----------------------------------------------------------------------------------------
-
-
-class KommoError(SyncError):
-    """Any failure talking to Kommo. `status` is the HTTP status when there was an answer."""
-
-    def __init__(self, message: str, *, status: int | None = None, **kwargs: Any):
-        super().__init__(message, **kwargs)
-        self.status = status
-
-
-class KommoPermanentError(KommoError, PermanentSyncError):
-    """Kommo refused the request; repeating it unchanged cannot help."""
-
-
-class KommoAuthError(KommoPermanentError):
-    """401: the token is wrong, expired or revoked (KOMMO_ACCESS_TOKEN)."""
-
-
-class KommoPaymentRequired(KommoPermanentError):
-    """402: the Kommo account's paid or trial period has ended."""
-
-
-class KommoForbidden(KommoPermanentError):
-    """403 with a JSON body: the token's user lacks the rights for this call."""
-
-
-class KommoIPBlocked(KommoPermanentError):
-    """403 that is not JSON: Kommo blocked our IP after repeated rate-limit violations."""
-
-
-class KommoNotFound(KommoPermanentError):
-    """404: no such entity or endpoint."""
-
-
-class KommoValidationError(KommoPermanentError):
-    """400/422: Kommo rejected the data; `errors` holds its `validation-errors`."""
-
-    def __init__(self, message: str, *, errors: list | None = None, **kwargs: Any):
-        super().__init__(message, **kwargs)
-        self.errors = errors or []
-
-
-class KommoRateLimited(KommoError):
-    """429 that lasted longer than we wait inline; try again after `retry_after` seconds."""
-
-
-class KommoServerError(KommoError):
-    """5xx or a network failure on a call that is safe to repeat later."""
-
-
-class KommoUncertainWrite(KommoError):
-    """A write was sent but its outcome is unknown (5xx, timeout, dropped connection, unreadable answer)."""
 
 
 # --- helpers ---------------------------------------------------------------------------------------

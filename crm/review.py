@@ -9,8 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from bookings.models import Booking
+from crm.links import link_for
 from crm.models import KommoLink, RememberedDeal, marker_token
-from crm.sync import link_for
 
 
 class ReviewError(ValueError):

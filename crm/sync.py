@@ -15,20 +15,18 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
 
 from bookings.models import Booking
-from calsync.errors import PermanentSyncError
 from crm import notes
 from crm.kommo import KommoClient, KommoUncertainWrite, contact_lead_ids
+from crm.links import CrmSettings, link_for, set_crm_status
 from crm.matching import (
     INBOUND_LEAD,
     REVIEW,
     ExplicitDealId,
-    MatchPolicy,
     choose_deal,
     deal_id_from_tracking,
     open_leads,
@@ -58,63 +56,6 @@ def reconcile(booking: Booking, *, client: KommoClient | None = None) -> str:
     return BookingSync(booking, client).run()
 
 
-def link_for(booking: Booking, *, create: bool = False) -> KommoLink | None:
-    """The chain's link; it follows the newest booking of the chain (the one reconciled now)."""
-    chain = booking.chain()
-    link = KommoLink.objects.filter(booking__in=chain).order_by("pk").first()
-    if link is None:
-        if not create:
-            return None
-        link, _ = KommoLink.objects.get_or_create(
-            booking=booking, defaults={"marker": marker_token(booking.invitee_uri)}
-        )
-        return link
-    if link.booking_id != booking.pk and booking.status != Booking.Status.RESCHEDULED:
-        if not KommoLink.objects.filter(booking=booking).exists():
-            link.booking = booking
-            link.save(update_fields=["booking", "updated_at"])
-    return link
-
-
-@dataclass(frozen=True)
-class CrmSettings:
-    deal_id_question: str
-    utm_field: str
-    utm_prefix: str
-    policy: MatchPolicy
-    task_type_id: int
-    inbound_pipeline_id: int | None
-    source_uid: str
-    source_name: str
-
-    @classmethod
-    def load(cls) -> CrmSettings:
-        try:
-            policy = MatchPolicy(
-                several=settings.KOMMO_SEVERAL_DEALS_POLICY,
-                none=settings.KOMMO_NO_DEAL_POLICY,
-                pipeline_ids=frozenset(settings.KOMMO_PIPELINE_IDS),
-            )
-        except ValueError as exc:  # a setting is wrong: retrying cannot help until someone fixes it
-            raise PermanentSyncError(str(exc)) from None
-        return cls(
-            deal_id_question=settings.KOMMO_DEAL_ID_QUESTION,
-            utm_field=settings.KOMMO_DEAL_ID_UTM_FIELD,
-            utm_prefix=settings.KOMMO_DEAL_ID_UTM_PREFIX,
-            policy=policy,
-            task_type_id=settings.KOMMO_TASK_TYPE_ID,
-            inbound_pipeline_id=settings.KOMMO_INBOUND_PIPELINE_ID,
-            source_uid=settings.KOMMO_INBOUND_SOURCE_UID,
-            source_name=settings.KOMMO_INBOUND_SOURCE_NAME,
-        )
-
-
-def _set_crm_status(booking: Booking, status: str) -> None:
-    if booking.crm_status != status:
-        Booking.objects.filter(pk=booking.pk).update(crm_status=status)
-        booking.crm_status = status
-
-
 def _hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()[:8]
 
@@ -140,7 +81,7 @@ class BookingSync:
             return f"moved to booking #{successor.pk}: synced there"
         self.link = link = link_for(b, create=True)
         if link.decision == KommoLink.Decision.SKIP:
-            _set_crm_status(b, Booking.CrmStatus.SKIPPED)
+            set_crm_status(b, Booking.CrmStatus.SKIPPED)
             return "skipped by staff"
         if link.lead_id is None:
             waiting = self._decide()
@@ -150,7 +91,7 @@ class BookingSync:
             waiting = self._check_assigned_deal()
             if waiting:
                 return waiting
-        _set_crm_status(
+        set_crm_status(
             b,
             Booking.CrmStatus.INBOUND_LEAD
             if link.match_method == KommoLink.MatchMethod.INBOUND_LEAD
@@ -166,7 +107,7 @@ class BookingSync:
         if link.decision == KommoLink.Decision.INBOUND_LEAD:
             return self._create_inbound_lead()
         if link.review_state == KommoLink.ReviewState.OPEN:
-            _set_crm_status(self.b, Booking.CrmStatus.NEEDS_REVIEW)
+            set_crm_status(self.b, Booking.CrmStatus.NEEDS_REVIEW)
             return f"needs review: {link.match_reason}"
         choice = self._match()
         link.candidates = choice.candidates
@@ -175,7 +116,7 @@ class BookingSync:
         if choice.outcome == REVIEW:
             link.review_state = KommoLink.ReviewState.OPEN
             link.save()
-            _set_crm_status(self.b, Booking.CrmStatus.NEEDS_REVIEW)
+            set_crm_status(self.b, Booking.CrmStatus.NEEDS_REVIEW)
             return f"needs review: {choice.reason}"
         if choice.outcome == INBOUND_LEAD:
             link.save()
@@ -197,7 +138,7 @@ class BookingSync:
             link.lead_id = None
             link.review_state = KommoLink.ReviewState.OPEN
             link.save()
-            _set_crm_status(self.b, Booking.CrmStatus.NEEDS_REVIEW)
+            set_crm_status(self.b, Booking.CrmStatus.NEEDS_REVIEW)
             return f"needs review: {link.match_reason}"
         link.lead_responsible_user_id = lead.get("responsible_user_id")
         link.save(update_fields=["lead_responsible_user_id", "updated_at"])
@@ -252,7 +193,7 @@ class BookingSync:
                 "Incoming leads, then assign the deal (or create the incoming lead again)"
             )
             link.save()
-            _set_crm_status(b, Booking.CrmStatus.NEEDS_REVIEW)
+            set_crm_status(b, Booking.CrmStatus.NEEDS_REVIEW)
             return f"needs review: {link.match_reason}"
         self._mark_pending(key)
         try:
