@@ -115,6 +115,7 @@ class Invitee:
     new_invitee_uri: str | None = None
     cancellation: Cancellation | None = None
     text_reminder_number: str | None = None
+    no_show_created_at: datetime | None = None  # from `no_show {uri, created_at}` when marked
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,7 @@ def parse_invitee(raw: Mapping[str, Any], path: str = "payload") -> tuple[Invite
         new_invitee_uri=_opt_str(raw, "new_invitee", path),
         cancellation=cancellation,
         text_reminder_number=_opt_str(raw, "text_reminder_number", path),
+        no_show_created_at=_opt_time(_opt_dict(raw, "no_show", path) or {}, "created_at", f"{path}.no_show"),
     )
     return invitee, scheduled_event
 
@@ -330,7 +332,8 @@ def parse_delivery_data(data: Any) -> CalendlyDelivery:
         "created_by": _opt_str(data, "created_by", "$"),
         "payload_uri": _opt_str(payload, "uri", "$.payload"),
     }
-    if kind.startswith("invitee."):
+    # invitee_no_show.* deliveries carry the Invitee too (with `no_show` set when marked).
+    if kind.startswith(("invitee.", "invitee_no_show.")):
         invitee, scheduled_event = parse_invitee(payload, "$.payload")
         delivery_kw.update(invitee=invitee, scheduled_event=scheduled_event)
     return CalendlyDelivery(**delivery_kw)

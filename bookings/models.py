@@ -149,6 +149,11 @@ class Booking(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rescheduled_to"
     )
 
+    # No-show (invitee_no_show.created / .deleted): when it was marked and when it was undone, so the
+    # end state does not depend on the order the two deliveries arrive in.
+    no_show_at = models.DateTimeField(null=True, blank=True)
+    no_show_undone_at = models.DateTimeField(null=True, blank=True)
+
     crm_status = models.CharField(max_length=20, choices=CrmStatus.choices, default=CrmStatus.PENDING, db_index=True)
     # The Calendly `updated_at` of the newest data applied: older deliveries never overwrite newer data.
     source_updated_at = models.DateTimeField(null=True, blank=True)
@@ -167,6 +172,12 @@ class Booking(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status == self.Status.SCHEDULED
+
+    @property
+    def is_no_show(self) -> bool:
+        if self.no_show_at is None:
+            return False
+        return self.no_show_undone_at is None or self.no_show_undone_at < self.no_show_at
 
     @property
     def duration_minutes(self) -> int:

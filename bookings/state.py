@@ -21,6 +21,8 @@ from django.db import IntegrityError, transaction
 from bookings.calendly import (
     INVITEE_CANCELED,
     INVITEE_CREATED,
+    INVITEE_NO_SHOW_CREATED,
+    INVITEE_NO_SHOW_DELETED,
     CalendlyDelivery,
     Invitee,
     ScheduledEvent,
@@ -176,10 +178,30 @@ def apply_invitee_canceled(delivery: CalendlyDelivery) -> list[Booking]:
     return affected
 
 
+def apply_no_show(delivery: CalendlyDelivery) -> list[Booking]:
+    """Marked or undone: keep both times, so whichever delivery comes last the newer one wins."""
+    invitee, event = delivery.invitee, delivery.scheduled_event
+    assert invitee is not None and event is not None
+    booking = upsert_booking(invitee, event)
+    if delivery.kind == INVITEE_NO_SHOW_CREATED:
+        when = invitee.no_show_created_at or delivery.created_at
+        field_name = "no_show_at"
+    else:
+        when = delivery.created_at or invitee.updated_at
+        field_name = "no_show_undone_at"
+    current = getattr(booking, field_name)
+    if when is not None and (current is None or when > current):
+        setattr(booking, field_name, when)
+        booking.save(update_fields=[field_name, "updated_at"])
+    return [booking]
+
+
 # Dispatch by delivery kind (dj-stripe's habit). Kinds not listed are stored as `ignored`.
 HANDLERS: dict[str, Callable[[CalendlyDelivery], list[Booking]]] = {
     INVITEE_CREATED: apply_invitee_created,
     INVITEE_CANCELED: apply_invitee_canceled,
+    INVITEE_NO_SHOW_CREATED: apply_no_show,
+    INVITEE_NO_SHOW_DELETED: apply_no_show,
 }
 
 

@@ -153,6 +153,27 @@ CALENDLY_API_URL = env.str("CALENDLY_API_URL", default="https://api.calendly.com
 KOMMO_BASE_URL = env.str("KOMMO_BASE_URL", default="")
 KOMMO_ACCESS_TOKEN = env.str("KOMMO_ACCESS_TOKEN", default="")
 KOMMO_MAX_RPS = env.float("KOMMO_MAX_RPS", default=7.0)
+# --- crm (issue 3): Kommo sync settings; documented in docs/crm.md -------------------------------
+KOMMO_CONNECT_TIMEOUT = env.float("KOMMO_CONNECT_TIMEOUT", default=5.0)
+KOMMO_READ_TIMEOUT = env.float("KOMMO_READ_TIMEOUT", default=20.0)
+# A 429 asking for a longer wait than this is left to the pipeline's retry instead of blocking a worker.
+KOMMO_MAX_INLINE_WAIT = env.float("KOMMO_MAX_INLINE_WAIT", default=10.0)
+KOMMO_USERS_CACHE_SECONDS = env.int("KOMMO_USERS_CACHE_SECONDS", default=3600)
+# Deal matching (design.md "Deal matching").
+KOMMO_DEAL_ID_QUESTION = env.str("KOMMO_DEAL_ID_QUESTION", default="Deal ID")
+KOMMO_DEAL_ID_UTM_FIELD = env.str("KOMMO_DEAL_ID_UTM_FIELD", default="utm_content")
+KOMMO_DEAL_ID_UTM_PREFIX = env.str("KOMMO_DEAL_ID_UTM_PREFIX", default="deal-")
+KOMMO_PIPELINE_IDS = env.list("KOMMO_PIPELINE_IDS", cast=int, default=[])
+KOMMO_SEVERAL_DEALS_POLICY = env.str("KOMMO_SEVERAL_DEALS_POLICY", default="most_recent")  # or review
+KOMMO_NO_DEAL_POLICY = env.str("KOMMO_NO_DEAL_POLICY", default="inbound_lead")  # or review
+# Writes.
+KOMMO_TASK_TYPE_ID = env.int("KOMMO_TASK_TYPE_ID", default=2)
+KOMMO_INBOUND_PIPELINE_ID = env.int("KOMMO_INBOUND_PIPELINE_ID", default=None)
+KOMMO_INBOUND_SOURCE_UID = env.str("KOMMO_INBOUND_SOURCE_UID", default="calsync-calendly")
+KOMMO_INBOUND_SOURCE_NAME = env.str("KOMMO_INBOUND_SOURCE_NAME", default="Calendly")
+# Optional folder searched before templates/ for crm/*.txt (a deployment's own wording and language).
+KOMMO_TEMPLATE_DIR = env.str("KOMMO_TEMPLATE_DIR", default="")
+# --- end crm --------------------------------------------------------------------------------------
 
 # --- Zoom -----------------------------------------------------------------------------------------
 ZOOM_ACCOUNT_ID = env.str("ZOOM_ACCOUNT_ID", default="")
