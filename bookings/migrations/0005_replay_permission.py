@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("bookings", "0003_conference_join_url"),
+        ("bookings", "0004_no_show"),
     ]
 
     operations = [
