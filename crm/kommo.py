@@ -334,6 +334,17 @@ class KommoClient:
             self.cache.set(key, users, self.users_cache_seconds)
         return users
 
+    def get_pipelines(self) -> list[dict]:
+        """Pipelines with their stages (`_embedded.statuses`), for names on the review screen. Cached."""
+        key = users_cache_key(self.base_url) + ":pipelines"
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            return cached
+        pipelines = self._get_all("/api/v4/leads/pipelines", {}, "pipelines")
+        if self.cache is not None:
+            self.cache.set(key, pipelines, self.users_cache_seconds)
+        return pipelines
+
     def user_id_for_email(self, email: str) -> int | None:
         wanted = (email or "").strip().lower()
         if not wanted:

@@ -124,3 +124,20 @@ class RateLimitState(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ReviewItemManager(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(review_state=KommoLink.ReviewState.OPEN)
+
+
+class ReviewItem(KommoLink):
+    """A meeting waiting for staff to choose its deal (the admin's review queue)."""
+
+    objects = ReviewItemManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "review item"
+        verbose_name_plural = "Review queue"
+        permissions = [("resolve_reviewitem", "Can resolve review items (choose the deal for a meeting)")]

@@ -232,7 +232,11 @@ def test_signed_but_unusable_is_stored_failed_and_400(post_delivery, raw):
 
 @pytest.mark.parametrize("kind", ["routing_form_submission.created", "something.new"])
 def test_unknown_kinds_are_stored_ignored_and_200(post_delivery, kind):
-    data = {"created_at": "2026-11-24T09:14:04.000000Z", "event": kind, "payload": {"uri": "https://api.calendly.com/x/1"}}
+    data = {
+        "created_at": "2026-11-24T09:14:04.000000Z",
+        "event": kind,
+        "payload": {"uri": "https://api.calendly.com/x/1"},
+    }
     response = post_delivery(data)
     assert response.status_code == 200
     event = WebhookEvent.objects.get(pk=response.json()["id"])

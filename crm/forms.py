@@ -1,0 +1,48 @@
+"""The review-queue decision form: pick a candidate deal, type a deal id (checked live), new lead, or skip."""
+
+from __future__ import annotations
+
+from django import forms
+
+OTHER = "other"
+INBOUND_LEAD = "inbound_lead"
+SKIP = "skip"
+
+
+class ReviewDecisionForm(forms.Form):
+    choice = forms.ChoiceField(widget=forms.RadioSelect, label="Decision")
+    deal_id = forms.IntegerField(required=False, min_value=1, label="Deal id")
+    # The id staff already saw checked against Kommo; a typed id is saved only once it matches.
+    checked_deal_id = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    remember = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Remember: later bookings of this e-mail with the same open deals go to this deal",
+    )
+
+    def __init__(self, *args, candidates: list[dict], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.candidate_ids = {int(c["id"]) for c in candidates if c.get("id") is not None}
+        self.fields["choice"].choices = [
+            *((f"deal:{c['id']}", f"{c['name']} (deal {c['id']})") for c in candidates),
+            (OTHER, "Another deal (type its id)"),
+            (INBOUND_LEAD, "Create a new incoming lead"),
+            (SKIP, "Skip: write nothing to Kommo"),
+        ]
+
+    def clean(self):
+        data = super().clean()
+        choice = data.get("choice") or ""
+        if choice == OTHER and not data.get("deal_id"):
+            self.add_error("deal_id", "Type the id of the deal (the number at the end of its Kommo address).")
+        if choice.startswith("deal:"):
+            data["deal_id"] = int(choice.split(":", 1)[1])
+            if data["deal_id"] not in self.candidate_ids:
+                self.add_error("choice", "That deal is not one of the candidates.")
+        return data
+
+    @property
+    def needs_live_check(self) -> bool:
+        """A typed id that staff have not yet seen confirmed by Kommo."""
+        data = self.cleaned_data
+        return data.get("choice") == OTHER and data.get("deal_id") != data.get("checked_deal_id")

@@ -1,0 +1,130 @@
+"""The review queue in the admin: candidates with names, a decision, a typed deal checked live, permissions."""
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.urls import reverse
+
+from bookings.models import Booking
+from crm.models import KommoLink, RememberedDeal, ReviewItem
+from tests.crm.conftest import BASE, booking, deliver, kommo, leads_body, warm_users, without_deal_id
+from tests.crm.test_sync import expect_note, expect_search, expect_task
+
+pytestmark = pytest.mark.django_db
+
+QUEUE = reverse("admin:crm_reviewitem_changelist")
+
+
+@pytest.fixture
+def review_item(rsps, settings) -> KommoLink:
+    """Lucía has two open deals and the policy says: ask staff."""
+    settings.KOMMO_SEVERAL_DEALS_POLICY = "review"
+    warm_users()
+    expect_search(rsps, 9785993, 9785994)
+    deliver(without_deal_id())
+    item = ReviewItem.objects.get()
+    assert booking().crm_status == Booking.CrmStatus.NEEDS_REVIEW
+    return item
+
+
+@pytest.fixture
+def sales_ops(client) -> User:
+    user = User.objects.create_user("marta", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Sales ops"))
+    client.force_login(user)
+    return user
+
+
+def review_url(item) -> str:
+    return reverse("admin:crm_reviewitem_change", args=[item.pk])
+
+
+def test_index_shows_how_many_wait(client, sales_ops, review_item):
+    page = client.get(reverse("admin:index")).content.decode()
+    assert "1 meeting waits for review" in page
+
+
+def test_queue_lists_the_item_with_why(client, sales_ops, review_item):
+    page = client.get(QUEUE).content.decode()
+    assert "lucia.fernandez@clientco.example" in page and "needs review" in page
+
+
+def test_review_screen_shows_candidates_with_names(client, sales_ops, review_item, rsps):
+    rsps.get(f"{BASE}/api/v4/leads/pipelines", json=kommo("pipelines.json"))
+    page = client.get(review_url(review_item)).content.decode()
+    for text in ("ClientCo — 25 seats", "ClientCo — onboarding", "Sales", "Demo scheduled", "Onboarding",
+                 "Kick-off planned", f"{BASE}/leads/detail/9785993", "Why it needs you"):  # fmt: skip
+        assert text in page, text
+
+
+def test_picking_a_candidate_assigns_syncs_and_leaves_the_queue(
+    client, sales_ops, review_item, rsps, django_capture_on_commit_callbacks
+):
+    rsps.get(f"{BASE}/api/v4/leads/9785993", json=leads_body(9785993)["_embedded"]["leads"][0])
+    expect_note(rsps)
+    expect_task(rsps)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(review_url(review_item), {"choice": "deal:9785993", "remember": "on"}, follow=True)
+    assert "assigned to deal 9785993" in response.content.decode()
+    link = KommoLink.objects.get()
+    assert (link.lead_id, link.decided_by, link.review_state, link.task_id) == (9785993, sales_ops, "resolved", 4745251)
+    assert booking().crm_status == Booking.CrmStatus.MATCHED
+    assert ReviewItem.objects.count() == 0
+    assert RememberedDeal.objects.get().created_by == sales_ops
+
+
+def test_typed_deal_id_is_checked_live_then_saved(
+    client, sales_ops, review_item, rsps, django_capture_on_commit_callbacks
+):
+    rsps.get(f"{BASE}/api/v4/leads/18734521", json=leads_body(18734521)["_embedded"]["leads"][0])
+    rsps.get(f"{BASE}/api/v4/leads/pipelines", json=kommo("pipelines.json"))
+    page = client.post(review_url(review_item), {"choice": "other", "deal_id": "18734521"}).content.decode()
+    assert "Kommo has deal 18734521" in page and "ClientCo — enterprise" in page and "Negotiation" in page
+    assert KommoLink.objects.get().lead_id is None  # not saved yet
+    rsps.get(f"{BASE}/api/v4/leads/18734521", json=leads_body(18734521)["_embedded"]["leads"][0])
+    expect_note(rsps, lead_id=18734521)
+    expect_task(rsps)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(review_url(review_item), {"choice": "other", "deal_id": "18734521", "checked_deal_id": "18734521"})
+    assert KommoLink.objects.get().lead_id == 18734521
+
+
+def test_unknown_typed_deal_is_refused_clearly(client, sales_ops, review_item, rsps):
+    rsps.get(f"{BASE}/api/v4/leads/999", status=204)
+    rsps.get(f"{BASE}/api/v4/leads/pipelines", json=kommo("pipelines.json"))
+    page = client.post(review_url(review_item), {"choice": "other", "deal_id": "999"}).content.decode()
+    assert "Kommo has no deal 999" in page
+    assert KommoLink.objects.get().review_state == "open"
+
+
+def test_skip_decision(client, sales_ops, review_item, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(review_url(review_item), {"choice": "skip"})
+    link = KommoLink.objects.get()
+    assert (link.decision, link.decided_by) == ("skip", sales_ops)
+    assert booking().crm_status == Booking.CrmStatus.SKIPPED
+
+
+def test_user_outside_the_group_cannot_resolve(client, review_item):
+    outsider = User.objects.create_user("intern", password="pw", is_staff=True)
+    client.force_login(outsider)
+    assert client.get(QUEUE).status_code == 403
+    assert client.post(review_url(review_item), {"choice": "skip"}).status_code == 403
+    assert KommoLink.objects.get().review_state == "open"
+
+
+def test_sales_ops_group_has_exactly_what_the_work_needs():
+    perms = set(Group.objects.get(name="Sales ops").permissions.values_list("content_type__app_label", "codename"))
+    assert perms == {
+        ("bookings", "view_webhookevent"), ("bookings", "view_processingattempt"), ("bookings", "view_booking"),
+        ("bookings", "replay_webhookevent"), ("conferencing", "view_zoommeeting"), ("crm", "view_kommolink"),
+        ("crm", "view_reviewitem"), ("crm", "resolve_reviewitem"), ("crm", "view_remembereddeal"),
+        ("crm", "change_remembereddeal"),
+    }  # fmt: skip
+    assert not any(codename.startswith(("add_", "delete_")) for _, codename in perms)
+
+
+def test_no_secret_on_any_screen(admin_client, review_item, rsps, settings):
+    rsps.get(f"{BASE}/api/v4/leads/pipelines", json=kommo("pipelines.json"))
+    for url in (QUEUE, review_url(review_item), reverse("admin:crm_kommolink_changelist"), reverse("admin:index")):
+        page = admin_client.get(url).content.decode()
+        assert settings.KOMMO_ACCESS_TOKEN not in page
