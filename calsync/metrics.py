@@ -158,7 +158,10 @@ class CalsyncCollector:
             "Bookings whose Kommo deal needs a human to choose it",
             value=Booking.objects.filter(crm_status=Booking.CrmStatus.NEEDS_REVIEW).count(),
         )
-        state = cache.get(SUBSCRIPTION_CACHE_KEY)
+        try:
+            state = cache.get(SUBSCRIPTION_CACHE_KEY)
+        except Exception:  # the cache table may be missing (createcachetable not run): skip, do not fail
+            state = None
         if isinstance(state, dict):
             yield GaugeMetricFamily(
                 "calsync_calendly_subscription_active",
