@@ -46,6 +46,8 @@ class WebhookEvent(models.Model):
     processing_started_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Set by retention: the raw body and personal data are gone, ids and outcome remain.
+    redacted_at = models.DateTimeField(null=True, blank=True)
     booking = models.ForeignKey(
         "bookings.Booking", null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
     )

@@ -27,6 +27,7 @@ from bookings.models import Booking, ProcessingAttempt, WebhookEvent
 from bookings.state import apply_event, is_handled_kind
 from calsync.errors import BookingBusy, SyncError
 from calsync.http import redact
+from calsync.logctx import bind, log_context
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ def run_reconcilers(bookings: Sequence[Booking], steps: list[dict]) -> list[tupl
         for reconciler in reconcilers:
             fresh = Booking.objects.get(pk=booking.pk)  # each step sees what the previous one recorded
             try:
-                detail = reconciler.func(fresh)
+                with log_context(booking_id=booking.pk, invitee_uri=booking.invitee_uri):
+                    detail = reconciler.func(fresh)
             except Exception as exc:
                 logger.warning("step %s failed for booking %s: %s", reconciler.name, booking.pk, _short_error(exc))
                 steps.append({"step": reconciler.name, "booking": booking.pk, "ok": False, "detail": _short_error(exc)})
@@ -188,12 +190,21 @@ class _StepsFailed(SyncError):
 
 
 def process_event(event_id: int, *, trigger: str = "queue") -> str:
-    """Process one stored event; return its final status. Safe to call twice, concurrently or not."""
+    """Process one stored event; return its final status. Safe to call twice, concurrently or not.
+
+    Every log line written meanwhile carries the event id, then its invitee URI and booking id.
+    """
+    with log_context(event_id=event_id):
+        return _process_event(event_id, trigger=trigger)
+
+
+def _process_event(event_id: int, *, trigger: str) -> str:
     if not claim(event_id):
         current = WebhookEvent.objects.filter(pk=event_id).values_list("status", flat=True).first()
         logger.info("event %s not claimed (status %s)", event_id, current)
         return current or "missing"
     event = WebhookEvent.objects.get(pk=event_id)
+    bind(invitee_uri=event.invitee_uri, booking_id=event.booking_id)
     attempt = ProcessingAttempt.objects.create(event=event, number=event.attempts, trigger=trigger)
     steps: list[dict] = []
     try:
@@ -203,6 +214,7 @@ def process_event(event_id: int, *, trigger: str = "queue") -> str:
             _finish(attempt, ProcessingAttempt.Outcome.IGNORED, steps, reason)
             return Status.IGNORED
         bookings = apply_event(event)
+        bind(booking_id=event.booking_id)
         steps.append(
             {
                 "step": "booking",

@@ -43,3 +43,58 @@ def retry_due_events() -> str:
     """Scheduled every minute (data migration): re-enqueue lost, stuck and due-for-retry events."""
     result = processing.sweep(enqueue_processing)
     return f"requeued {len(result.requeued)}, lost workers {len(result.lost_workers)}"
+
+
+# --- operations schedules (data migration 0005) -----------------------------------------------------
+
+
+def _calendly_api_configured() -> bool:
+    from django.conf import settings
+
+    return bool(settings.CALENDLY_API_TOKEN)
+
+
+def watch_calendly_subscription() -> str:
+    """Scheduled: is our Calendly subscription still active? Alert (and maybe recreate) when not."""
+    from django.conf import settings
+
+    from bookings import subscriptions
+    from bookings.calendly_api import CalendlyClient
+
+    if not _calendly_api_configured() or not settings.CALENDLY_WEBHOOK_URL:
+        return "skipped: set CALENDLY_API_TOKEN and CALENDLY_WEBHOOK_URL (or CALSYNC_PUBLIC_URL) to watch it"
+    return str(subscriptions.watch(CalendlyClient.from_settings(), settings.CALENDLY_WEBHOOK_URL))
+
+
+RECONCILE_LOCK = "calsync:calendly-reconcile-lock"
+
+
+def reconcile_recent_bookings() -> str:
+    """Scheduled: heal missed webhooks over the rolling window around now."""
+    from django.conf import settings
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from bookings.calendly_api import CalendlyClient
+    from bookings.reconciliation import reconcile_window, rolling_window
+
+    if not _calendly_api_configured():
+        return "skipped: CALENDLY_API_TOKEN is not set"
+    # A long backfill must not overlap the next run (both would spend the same rate limit).
+    if not cache.add(RECONCILE_LOCK, "1", timeout=settings.Q_CLUSTER.get("timeout", 300) + 60):
+        return "skipped: a reconciliation is already running"
+    try:
+        now = timezone.now()
+        since, until = rolling_window(
+            now, settings.CALENDLY_RECONCILE_PAST_HOURS, settings.CALENDLY_RECONCILE_FUTURE_DAYS
+        )
+        return reconcile_window(CalendlyClient.from_settings(), since, until, now=now).summary()
+    finally:
+        cache.delete(RECONCILE_LOCK)
+
+
+def redact_old_events() -> str:
+    """Scheduled daily: retention of finished events' personal data."""
+    from bookings.retention import redact_old_events as redact
+
+    return str(redact())

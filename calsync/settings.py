@@ -239,15 +239,66 @@ else:
     Q_CLUSTER["orm"] = "default"
 
 # --- Logging --------------------------------------------------------------------------------------
+# JSON lines by default (one object per line: time, level, logger, message, and during a sync
+# event_id, booking_id, invitee_uri); `plain` for reading in a terminal. E-mail addresses are masked
+# at INFO and above and known secrets are masked at every level (calsync.logctx.RedactFilter).
 LOG_LEVEL = env.str("CALSYNC_LOG_LEVEL", default="INFO").upper()
+LOG_FORMAT = env.str("CALSYNC_LOG_FORMAT", default="json").lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "calsync.logctx.ContextFilter"},
+        "redact": {"()": "calsync.logctx.RedactFilter"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(log_context)s"},
+        "json": {"()": "calsync.logctx.json_formatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain" if LOG_FORMAT == "plain" else "json",
+            "filters": ["context", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"level": "INFO"},
         "django.db.backends": {"level": "INFO"},
     },
 }
+
+# --- Operations (issue 7: subscription watch, reconciliation, health, metrics, alerts, retention) ---
+# The public base URL of this service (https://calsync.example.com): links in alert mails, and the
+# default webhook URL that the subscription watch checks.
+CALSYNC_PUBLIC_URL = env.str("CALSYNC_PUBLIC_URL", default="")
+CALENDLY_WEBHOOK_URL = env.str(
+    "CALENDLY_WEBHOOK_URL",
+    default=f"{CALSYNC_PUBLIC_URL.rstrip('/')}/webhooks/calendly/" if CALSYNC_PUBLIC_URL else "",
+)
+# organization (needs an owner/admin token: every member's bookings) or user (the token's own).
+CALENDLY_WEBHOOK_SCOPE = env.str("CALENDLY_WEBHOOK_SCOPE", default="organization")
+# Create a new subscription (then delete the disabled one) when Calendly has disabled ours.
+CALENDLY_RECREATE_DISABLED_SUBSCRIPTION = env.bool("CALENDLY_RECREATE_DISABLED_SUBSCRIPTION", default=False)
+# Calendly allows 500 requests per user per minute (50 on Free), shared with the user's other integrations.
+CALENDLY_MAX_REQUESTS_PER_MINUTE = env.int("CALENDLY_MAX_REQUESTS_PER_MINUTE", default=300)
+# The scheduled reconciliation looks at events starting from this long ago until this far ahead.
+CALENDLY_RECONCILE_PAST_HOURS = env.float("CALENDLY_RECONCILE_PAST_HOURS", default=24)
+CALENDLY_RECONCILE_FUTURE_DAYS = env.float("CALENDLY_RECONCILE_FUTURE_DAYS", default=60)
+# /readyz answers 503 when the oldest unprocessed event is older than this (seconds; 0 = never).
+CALSYNC_READY_MAX_QUEUE_LAG = env.int("CALSYNC_READY_MAX_QUEUE_LAG", default=900)
+CALSYNC_METRICS_ENABLED = env.bool("CALSYNC_METRICS_ENABLED", default=True)
+# When set, /metrics wants `Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: …}`).
+CALSYNC_METRICS_TOKEN = env.str("CALSYNC_METRICS_TOKEN", default="")
+# Alert digests: recipients, at most one mail per interval (seconds), and how early to warn about a
+# review item whose meeting is near.
+CALSYNC_ALERT_EMAILS = env.list("CALSYNC_ALERT_EMAILS", default=[])
+CALSYNC_ALERT_INTERVAL = env.int("CALSYNC_ALERT_INTERVAL", default=3600)
+CALSYNC_REVIEW_ALERT_HOURS = env.float("CALSYNC_REVIEW_ALERT_HOURS", default=24)
+CALSYNC_RETENTION_DAYS = env.int("CALSYNC_RETENTION_DAYS", default=180)
+# Outgoing mail: EMAIL_URL=smtp+tls://user:password@smtp.example.com:587 (django-environ's syntax).
+vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="calsync@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="")
