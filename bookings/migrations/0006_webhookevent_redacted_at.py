@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("bookings", "0003_conference_join_url"),
+        ("bookings", "0005_replay_permission"),
     ]
 
     operations = [

@@ -42,7 +42,7 @@ def remove_schedules(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("bookings", "0004_webhookevent_redacted_at"),
+        ("bookings", "0006_webhookevent_redacted_at"),
         ("calsync", "0001_initial"),
         ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
     ]
