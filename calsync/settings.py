@@ -198,7 +198,8 @@ ZOOM_USER_CACHE_SECONDS = env.int("ZOOM_USER_CACHE_SECONDS", default=6 * 3600)
 # --- Processing pipeline --------------------------------------------------------------------------
 # Dotted paths of `reconcile(booking)` functions run, in order, after a booking changes.
 # Zoom comes before Kommo so that the join link can go into the deal's note.
-CALSYNC_RECONCILERS = env.list("CALSYNC_RECONCILERS", default=[])
+# Each one returns "… not configured" and does nothing until its credentials are set.
+CALSYNC_RECONCILERS = env.list("CALSYNC_RECONCILERS", default=["conferencing.sync.reconcile", "crm.sync.reconcile"])
 # Seconds to wait before each automatic retry of a failed event; after the last, a human decides.
 CALSYNC_RETRY_BACKOFF = env.list("CALSYNC_RETRY_BACKOFF", cast=int, default=[60, 300, 1800, 7200, 43200])
 # An event still `received` this long after it arrived was never picked up (lost enqueue): sweep it.
