@@ -247,6 +247,12 @@ def test_check_deploy_is_clean_in_production_configuration():
         "CALENDLY_SIGNING_KEY": "a-real-signing-key",
         "ALLOWED_HOSTS": "calsync.example.com",
         "DATABASE_URL": "sqlite:////tmp/calsync-check-deploy.sqlite3",
+        "KOMMO_BASE_URL": "https://acme.kommo.com",
+        "KOMMO_ACCESS_TOKEN": "a-long-lived-token",
+        "ZOOM_ACCOUNT_ID": "acc",
+        "ZOOM_CLIENT_ID": "cid",
+        "ZOOM_CLIENT_SECRET": "secret",
+        "EMAIL_URL": "smtp://mail.example.com:587",
     }
     env.pop("SECURE_SSL_REDIRECT", None)
     result = subprocess.run(
