@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "bookings",
     "conferencing",
     "crm",
+    # Local Kommo/Zoom emulators and the newcomer sandbox commands (send_test_booking, run_emulators).
+    "sandbox",
 ]
 
 MIDDLEWARE = [
