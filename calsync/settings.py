@@ -220,3 +220,7 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
     },
 }
+
+# --- Sandbox (local Kommo/Zoom emulators) -----------------------------------------------------------
+# True when calsync runs against the emulators (`manage.py run_emulators`), so the admin says so loudly.
+CALSYNC_SANDBOX = env.bool("CALSYNC_SANDBOX", default=False)
