@@ -89,7 +89,11 @@ class Emulator:
     def start(self) -> str:
         """Listen and serve from a daemon thread; returns the base URL (the real port when port=0)."""
         self._server = Server((self.host, self.port), make_handler(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{self.name}-emulator", daemon=True)
+        # A short poll keeps stop() quick (serve_forever checks for shutdown between polls).
+        server = self._server
+        self._thread = threading.Thread(
+            target=lambda: server.serve_forever(poll_interval=0.02), name=f"{self.name}-emulator", daemon=True
+        )
         self._thread.start()
         return self.url
 

@@ -118,6 +118,8 @@ class Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs: a client's pooled connection is reused
+    # Headers and body go out in two writes: without TCP_NODELAY, Nagle + the client's delayed ACK add ~40 ms.
+    disable_nagle_algorithm = True
     emulator: Any  # an Emulator, set per server by Emulator.start()
 
     def log_message(self, format: str, *args: Any) -> None:
