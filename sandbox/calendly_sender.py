@@ -101,7 +101,10 @@ def location(b: Booking) -> dict[str, Any] | None:
     if kind is None:
         return None
     if kind in ("zoom", "zoom_conference"):
-        dial_in = [{"country_name": "US", "number": "+1 646 931 3860", "type": "toll", "country": "US"}]
+        dial_in = [
+            {"country_name": "US", "number": "+1 646 931 3860", "type": "toll", "country": "US"},
+            {"country_name": "US", "city": "New York", "number": "+1 646 558 8656", "type": "toll", "country": "US"},
+        ]
         data = {
             "id": digits,
             "settings": {"global_dial_in_numbers": dial_in},
