@@ -76,7 +76,7 @@ class Command(BaseCommand):
             event = delivery["payload"]["scheduled_event"]
             line = (
                 f"  {result.kind:<17} {delivery['payload']['email']}  {event['start_time'][:16]}Z  "
-                f"…{result.invitee_uri[-12:]}  →  {result.status or 'no answer'} {result.answer.strip()[:200]}"
+                f"…{result.invitee_uri[-12:]}  → {result.status or 'no answer'} {result.answer.strip()[:200]}"
             )
             self.stdout.write(self.style.SUCCESS(line) if result.ok else self.style.ERROR(line))
             failures += not result.ok
