@@ -76,6 +76,7 @@ def test_error_before_answers_500_and_applies_nothing(kommo, kapi):
 
 def test_applied_but_lost_applies_the_write_then_drops_the_connection(kommo, kapi):
     kommo.set_faults([{"method": "POST", "path": "/api/v4/tasks", "queue": ["applied_but_lost"]}])
+    assert kapi.get(f"{kommo.url}/api/v4/leads/100").ok  # a kept-alive connection: no silent retry of the POST
     with pytest.raises(requests.ConnectionError):
         kapi.post(f"{kommo.url}/api/v4/tasks", json=TASK)
     state = kommo.state()

@@ -47,6 +47,7 @@ def start_emulators(
 
 class Command(BaseCommand):
     help = "Run local Kommo and Zoom emulators with demo data (the newcomer sandbox); print calsync's settings."
+    requires_system_checks: list = []  # no database, no webhook: the signing-key warning would only be noise
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
@@ -69,10 +70,14 @@ class Command(BaseCommand):
         env = demo.sandbox_env(kommo.url, zoom.url)
         lines = [f"{name}={value}" for name, value in env.items()]
         if options["env_file"]:
-            options["env_file"].parent.mkdir(parents=True, exist_ok=True)
-            options["env_file"].write_text("# Written by manage.py run_emulators: a SANDBOX, not real Kommo/Zoom.\n")
-            with options["env_file"].open("a") as handle:
-                handle.write("\n".join(lines) + "\n")
+            # Written only once both are listening, and atomically: a script that waits for the file to
+            # appear can source it at once.
+            path = options["env_file"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".partial")
+            header = "# Written by manage.py run_emulators: a SANDBOX, not real Kommo/Zoom.\n"
+            partial.write_text(header + "\n".join(lines) + "\n")
+            partial.replace(path)
         self.stdout.write(self.style.WARNING("== SANDBOX: local Kommo and Zoom emulators, not the real services"))
         self.stdout.write(f"   Kommo emulator {kommo.url}   (state: {kommo.url}/__emulator__/state)")
         self.stdout.write(f"   Zoom emulator  {zoom.url}   (state: {zoom.url}/__emulator__/state)")
