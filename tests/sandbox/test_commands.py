@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import requests
 from django.core.management import CommandError, call_command
@@ -93,3 +99,29 @@ def test_run_emulators_reports_a_busy_port():
     finally:
         kommo.stop()
         zoom.stop()
+
+
+def test_run_emulators_as_a_process_writes_a_sourceable_env_file(tmp_path):
+    env_file = tmp_path / "sandbox.env"
+    root = Path(__file__).resolve().parents[2]
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    command = [sys.executable, "manage.py", "run_emulators", "--kommo-port", "0", "--zoom-port", "0"]
+    command += ["--env-file", str(env_file)]
+    process = subprocess.Popen(command, cwd=root, env=environment, stdout=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not env_file.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        lines = [line for line in env_file.read_text().splitlines() if not line.startswith("#")]
+        settings = dict(line.split("=", 1) for line in lines)
+        assert settings["CALSYNC_SANDBOX"] == "true" and settings["ZOOM_API_URL"].endswith("/v2")
+        response = requests.get(
+            f"{settings['KOMMO_BASE_URL']}/api/v4/leads/{demo.DEMO_OPEN_DEAL_ID}",
+            headers={"Authorization": f"Bearer {settings['KOMMO_ACCESS_TOKEN']}"},
+            timeout=5,
+        )
+        assert response.json()["name"] == "ClientCo — 25 seats"
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+        process.stdout.close()
