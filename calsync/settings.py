@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "bookings",
     "conferencing",
     "crm",
+    # Local Kommo/Zoom emulators and the newcomer sandbox commands (send_test_booking, run_emulators).
+    "sandbox",
 ]
 
 MIDDLEWARE = [
@@ -303,3 +305,7 @@ vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else 
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="calsync@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="")
+
+# --- Sandbox (local Kommo/Zoom emulators) -----------------------------------------------------------
+# True when calsync runs against the emulators (`manage.py run_emulators`), so the admin says so loudly.
+CALSYNC_SANDBOX = env.bool("CALSYNC_SANDBOX", default=False)

@@ -1,10 +1,16 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import path
 
 from bookings.webhooks import CalendlyWebhookView
 
-admin.site.site_header = "calsync"
-admin.site.site_title = "calsync"
+if settings.CALSYNC_SANDBOX:
+    # Nobody should mistake the emulators' deals and meetings for real ones.
+    admin.site.site_header = "calsync — SANDBOX (local Kommo/Zoom emulators, not real data)"
+    admin.site.site_title = "calsync sandbox"
+else:
+    admin.site.site_header = "calsync"
+    admin.site.site_title = "calsync"
 admin.site.index_title = "Calendly → Kommo and Zoom"
 
 webhook = CalendlyWebhookView.as_view()
