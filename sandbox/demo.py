@@ -7,7 +7,6 @@ returns both, so the sandbox shows calsync filtering on the EMAIL field itself.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 DEMO_INVITEE_EMAIL = "lucia.fernandez@clientco.example"
@@ -86,15 +85,4 @@ def sandbox_env(kommo_url: str, zoom_url: str) -> dict[str, str]:
         "ZOOM_CLIENT_SECRET": ZOOM_CLIENT_SECRET,
         "ZOOM_DEFAULT_USER": DEMO_HOST_EMAIL,
     }
-    # The reconcilers named in design.md, once their apps have them (Zoom first: its link goes into the note).
-    reconcilers = [path for path in ("conferencing.sync.reconcile", "crm.sync.reconcile") if _importable(path)]
-    if reconcilers:
-        env["CALSYNC_RECONCILERS"] = ",".join(reconcilers)
     return env
-
-
-def _importable(dotted: str) -> bool:
-    try:
-        return importlib.util.find_spec(dotted.rsplit(".", 1)[0]) is not None
-    except ModuleNotFoundError:
-        return False

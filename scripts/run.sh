@@ -30,13 +30,40 @@ fi
 "$VENV_PY" manage.py check
 
 BIND="${BIND:-127.0.0.1:8000}"
+pids=()
+stop_all() { kill -TERM "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; }
+trap stop_all INT TERM EXIT
+
+# No Kommo and no Zoom credentials (environment or .env): run the sandbox, local emulators of both
+# with a demo CRM, so a newcomer sees a booking land in a deal and a meeting without any account.
+configured=$("$VENV_PY" - <<'PY'
+import os
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "calsync.settings")
+import django
+django.setup()
+from django.conf import settings
+print("yes" if (settings.KOMMO_BASE_URL or settings.ZOOM_CLIENT_ID) else "no")
+PY
+)
+if [ "$configured" = "no" ] && [ "${CALSYNC_SANDBOX:-}" != "false" ]; then
+  rm -f var/sandbox.env
+  "$VENV_PY" manage.py run_emulators --env-file var/sandbox.env > var/emulators.log 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do [ -s var/sandbox.env ] && break; kill -0 "${pids[-1]}" 2>/dev/null || { cat var/emulators.log; exit 1; }; sleep 0.1; done
+  set -a; source var/sandbox.env; set +a   # exported values win over .env
+  echo "== SANDBOX: no Kommo/Zoom credentials are configured, so calsync talks to LOCAL EMULATORS (nothing real)"
+  "$VENV_PY" manage.py sandbox_admin
+  echo "   send sample bookings: .venv/bin/python manage.py send_test_booking   (add --reschedule or --cancel)"
+  echo "   what the emulators hold: http://127.0.0.1:8010/__emulator__/state and http://127.0.0.1:8011/__emulator__/state"
+  echo "   set KOMMO_* / ZOOM_* (see README) to use your real accounts instead"
+else
+  echo "   no admin user yet? .venv/bin/python manage.py createsuperuser"
+fi
 echo "== calsync on http://$BIND  (admin: /admin/, webhook: POST /webhooks/calendly/)"
-echo "   no admin user yet? .venv/bin/python manage.py createsuperuser"
 
 "$VENV_PY" manage.py qcluster &
-worker=$!
+pids+=($!)
 "$VENV_PY" -m gunicorn calsync.wsgi --config gunicorn.conf.py --bind "$BIND" &
-web=$!
-trap 'kill -TERM $worker $web 2>/dev/null; wait $worker $web 2>/dev/null' INT TERM EXIT
-# If either process dies, stop the other: a web server without a worker would only pile up events.
-wait -n $worker $web
+pids+=($!)
+# If any of them dies, stop the rest: a web server without a worker would only pile up events.
+wait -n "${pids[@]}"
