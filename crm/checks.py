@@ -15,12 +15,13 @@ def check_kommo_settings(app_configs, **kwargs):
         MatchPolicy(several=settings.KOMMO_SEVERAL_DEALS_POLICY, none=settings.KOMMO_NO_DEAL_POLICY)
     except ValueError as exc:
         problems.append(Error(str(exc), id="crm.E001"))
-    if any("crm.sync.reconcile" in path for path in settings.CALSYNC_RECONCILERS) and not (
-        settings.KOMMO_BASE_URL and settings.KOMMO_ACCESS_TOKEN
-    ):
+    # Kommo sync is on by default and idles until configured; only a half-done configuration is a mistake.
+    if bool(settings.KOMMO_BASE_URL) != bool(settings.KOMMO_ACCESS_TOKEN):
+        missing = "KOMMO_ACCESS_TOKEN" if settings.KOMMO_BASE_URL else "KOMMO_BASE_URL"
         problems.append(
             Warning(
-                "crm.sync.reconcile is on but KOMMO_BASE_URL / KOMMO_ACCESS_TOKEN are not set: nothing reaches Kommo.",
+                f"Kommo is half configured: {missing} is not set, so nothing reaches Kommo.",
+                hint="Set both KOMMO_BASE_URL and KOMMO_ACCESS_TOKEN, or neither.",
                 id="crm.W001",
             )
         )

@@ -221,3 +221,14 @@ def test_missing_configuration_is_a_clear_permanent_error():
 
     with pytest.raises(PermanentSyncError, match="KOMMO_BASE_URL"):
         KommoClient("", "", requests.Session())
+
+
+def test_system_check_warns_only_about_a_half_done_configuration(settings):
+    from crm.checks import check_kommo_settings
+
+    settings.KOMMO_BASE_URL, settings.KOMMO_ACCESS_TOKEN = "", ""
+    assert check_kommo_settings(None) == []  # not configured: Kommo sync simply idles
+    settings.KOMMO_BASE_URL = "https://acme.kommo.com"
+    assert [w.id for w in check_kommo_settings(None)] == ["crm.W001"]
+    settings.KOMMO_ACCESS_TOKEN = "token"
+    assert check_kommo_settings(None) == []
