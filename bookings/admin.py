@@ -177,22 +177,101 @@ class WebhookEventAdmin(admin.ModelAdmin):
         return request.user.has_perm("bookings.replay_webhookevent")
 
 
+def booking_timeline(booking: Booking) -> list[tuple]:
+    """(when, what) lines for a booking's history: deliveries, processing steps, the reschedule chain."""
+    lines: list[tuple] = []
+    chain = booking.chain()
+    for other in chain:
+        if other.pk != booking.pk:
+            relation = "Moved here from" if chain.index(other) < chain.index(booking) else "Moved to"
+            lines.append((other.updated_at, f"{relation} {other}"))
+    events = WebhookEvent.objects.filter(booking=booking).prefetch_related("processing_attempts")
+    for event in events:
+        times = f" (sent {event.deliveries} times)" if event.deliveries > 1 else ""
+        lines.append((event.received_at, f"Calendly sent {event.kind}{times} — event #{event.pk}"))
+        for attempt in event.processing_attempts.all():
+            for step in attempt.steps or []:
+                if step.get("step") == "booking" or step.get("booking") not in (None, booking.pk):
+                    continue
+                mark = "✔" if step.get("ok") else "✘"
+                lines.append(
+                    (attempt.finished_at or attempt.started_at, f"{mark} {step['step']}: {step.get('detail', '')}")
+                )
+    return sorted(lines, key=lambda line: line[0])
+
+
 @admin.register(Booking)
 class BookingAdmin(admin.ModelAdmin):
     list_display = ("start_at", "invitee_name", "invitee_email", "event_type_name", "host_email", "coloured_status",
-                    "crm_status")  # fmt: skip
+                    "crm_status", "deal", "zoom")  # fmt: skip
     list_filter = ("status", "crm_status", "event_type_name", "start_at")
     search_fields = ("invitee_email", "invitee_name", "invitee_uri", "event_uri", "host_email")
     date_hierarchy = "start_at"
+    list_select_related = ("kommo_link",)
     actions = ["sync_again"]
-    exclude = ("sync_lock_token", "sync_lock_expires_at")
+    fieldsets = (
+        (None, {"fields": ("summary", "coloured_status", "crm_status", "deal", "zoom")}),
+        ("Meeting", {"fields": ("event_type_name", "start_at", "end_at", "invitee_timezone", "host_name",
+                                "host_email", "location_type", "conference_join_url")}),
+        ("Invitee", {"fields": ("invitee_name", "invitee_email", "invitee_phone", "guest_emails", "answers")}),
+        ("Cancellation", {"fields": ("canceled_by", "canceler_type", "cancel_reason", "canceled_at")}),
+        ("Timeline", {"fields": ("timeline",)}),
+        ("Technical details", {"classes": ("collapse",), "fields": ("invitee_uri", "event_uri", "event_type_uri",
+                                                                    "previous_invitee_uri", "next_invitee_uri")}),
+    )  # fmt: skip
 
     @admin.display(description="status", ordering="status")
     def coloured_status(self, obj: Booking) -> str:
         return status_badge(obj.status, obj.get_status_display())
 
+    @admin.display(description="Kommo deal")
+    def deal(self, obj: Booking) -> str:
+        from crm.admin import deal_link
+
+        link = getattr(obj, "kommo_link", None)
+        if link is None:
+            for earlier in reversed(obj.chain()):  # the link follows the chain to the newest booking
+                link = getattr(earlier, "kommo_link", None)
+                if link is not None:
+                    break
+        return deal_link(link.lead_id) if link else "—"
+
+    @admin.display(description="Zoom meeting")
+    def zoom(self, obj: Booking) -> str:
+        from conferencing.models import ZoomMeeting
+
+        meeting = ZoomMeeting.objects.filter(booking=obj).exclude(status=ZoomMeeting.Status.DELETED).first()
+        if meeting and meeting.join_url:
+            return format_html(
+                '<a href="{}" target="_blank" rel="noopener">{}</a>', meeting.join_url, meeting.meeting_id
+            )
+        if obj.calendly_owns_conference and obj.conference_join_url:
+            return format_html(
+                '<a href="{}" target="_blank" rel="noopener">Calendly’s link</a>', obj.conference_join_url
+            )
+        return "—"
+
+    @admin.display(description="in short")
+    def summary(self, obj: Booking) -> str:
+        when = local(obj.start_at)
+        state = {"scheduled": "is booked for", "canceled": "was cancelled; it was", "rescheduled": "was moved; it was"}
+        text = f"{obj.invitee_name}’s {obj.event_type_name or 'meeting'} {state.get(obj.status, '')} {when}."
+        if obj.crm_status == Booking.CrmStatus.NEEDS_REVIEW:
+            text += " calsync needs you to choose its Kommo deal (Review queue)."
+        return text
+
+    @admin.display(description="answers")
+    def answers(self, obj: Booking) -> str:
+        return format_html_join(
+            "", "<div><strong>{}</strong>: {}</div>", ((q["question"], q["answer"]) for q in obj.questions)
+        )
+
+    @admin.display(description="what happened, oldest first")
+    def timeline(self, obj: Booking) -> str:
+        return format_html_join("", "<div>{} — {}</div>", ((local(when), what) for when, what in booking_timeline(obj)))
+
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields if f.name not in self.exclude]
+        return [name for _, options in self.fieldsets for name in options["fields"]]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

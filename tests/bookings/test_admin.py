@@ -85,6 +85,18 @@ def test_booking_pages_render(admin_client, failed_event):
     assert "Lucía Fernández" in admin_client.get(BOOKINGS).content.decode()
     detail = admin_client.get(reverse("admin:bookings_booking_change", args=[booking.pk])).content.decode()
     assert "marta.ruiz@acme-sales.example" in detail and "sync_lock_token" not in detail
+    assert "Lucía Fernández’s 30-min Product Demo is booked for" in detail
+    assert "Calendly sent invitee.created" in detail and "✘ tests: PermanentSyncError" in detail
+    assert "Deal ID (if you have one)" in detail  # answers shown as text, not JSON
+
+
+def test_booking_timeline_follows_a_reschedule(admin_client):
+    for name in ("reschedule_2_invitee_created_new", "reschedule_1_invitee_canceled_old"):
+        event = WebhookEvent.objects.get(pk=store_delivery(load_fixture(f"calendly/{name}.json")).data["id"])
+        processing.process_event(event.pk)
+    new = Booking.objects.get(status="scheduled")
+    detail = admin_client.get(reverse("admin:bookings_booking_change", args=[new.pk])).content.decode()
+    assert "Moved here from 30-min Product Demo with Jonas Weber at 2026-11-27 10:00 UTC" in detail
 
 
 def test_viewer_without_replay_permission_cannot_replay(client, failed_event):
