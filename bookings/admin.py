@@ -213,7 +213,7 @@ class BookingAdmin(admin.ModelAdmin):
         (None, {"fields": ("summary", "coloured_status", "crm_status", "deal", "zoom")}),
         ("Meeting", {"fields": ("event_type_name", "start_at", "end_at", "invitee_timezone", "host_name",
                                 "host_email", "location_type", "conference_join_url")}),
-        ("Invitee", {"fields": ("invitee_name", "invitee_email", "invitee_phone", "guest_emails", "answers")}),
+        ("Invitee", {"fields": ("invitee_name", "invitee_email", "invitee_phone", "guests", "answers")}),
         ("Cancellation", {"fields": ("canceled_by", "canceler_type", "cancel_reason", "canceled_at")}),
         ("Timeline", {"fields": ("timeline",)}),
         ("Technical details", {"classes": ("collapse",), "fields": ("invitee_uri", "event_uri", "event_type_uri",
@@ -259,6 +259,10 @@ class BookingAdmin(admin.ModelAdmin):
         if obj.crm_status == Booking.CrmStatus.NEEDS_REVIEW:
             text += " calsync needs you to choose its Kommo deal (Review queue)."
         return text
+
+    @admin.display(description="guests")
+    def guests(self, obj: Booking) -> str:
+        return ", ".join(obj.guest_emails) or "—"
 
     @admin.display(description="answers")
     def answers(self, obj: Booking) -> str:

@@ -156,7 +156,9 @@ class Booking(models.Model):
     no_show_at = models.DateTimeField(null=True, blank=True)
     no_show_undone_at = models.DateTimeField(null=True, blank=True)
 
-    crm_status = models.CharField(max_length=20, choices=CrmStatus.choices, default=CrmStatus.PENDING, db_index=True)
+    crm_status = models.CharField(
+        "CRM status", max_length=20, choices=CrmStatus.choices, default=CrmStatus.PENDING, db_index=True
+    )
     # The Calendly `updated_at` of the newest data applied: older deliveries never overwrite newer data.
     source_updated_at = models.DateTimeField(null=True, blank=True)
     # A lease that keeps two workers from syncing the same booking at once (no long DB transactions).
