@@ -82,8 +82,13 @@ def test_sales_ops_resolves_a_review_and_replays_a_failed_event(live_server, kom
 
     # A booking processed while the Kommo token was wrong: failed, needs attention.
     settings.KOMMO_ACCESS_TOKEN = "revoked-token"
-    jonas = variant("calendly/invitee_created.json", email="jonas.weber@kunde.example", name="Jonas Weber",
-                    uri="https://api.calendly.com/scheduled_events/8c2f7e0a/invitees/jonas", questions_and_answers=[])  # fmt: skip
+    jonas = variant(
+        "calendly/invitee_created.json",
+        email="jonas.weber@kunde.example",
+        name="Jonas Weber",
+        uri="https://api.calendly.com/scheduled_events/8c2f7e0a/invitees/jonas",
+        questions_and_answers=[],
+    )
     failed = deliver(jonas)
     assert failed.needs_attention, failed.last_error
     # The token is fixed; Lucía books, and she has two open deals: a review item.
