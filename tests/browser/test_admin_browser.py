@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.db import connections
 
 from bookings import processing
 from bookings.models import WebhookEvent
@@ -147,5 +148,8 @@ def test_sales_ops_resolves_a_review_and_replays_a_failed_event(live_server, kom
             screenshots.append(tmp_path / "booking-timeline.png")
             page.screenshot(path=str(screenshots[-1]), full_page=True)
             browser.close()
+            # Inside Playwright's event loop Django keeps a separate (context-local) connection: close it here,
+            # or PostgreSQL refuses to drop the test database at the end of the run.
+            connections.close_all()
     finally:
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
