@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 
 from bookings.models import Booking, ProcessingAttempt, WebhookEvent
 from bookings.processing import replay, resync
+from calsync.admin_mixins import ReadOnlyAdminMixin, ReplayPermissionMixin
 
 STATUS_COLOURS = {
     "done": "#2e7d32",
@@ -82,7 +83,7 @@ class ProcessingAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(ReadOnlyAdminMixin, ReplayPermissionMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "received_at",
@@ -157,24 +158,12 @@ class WebhookEventAdmin(admin.ModelAdmin):
         text = json.dumps(obj.payload, indent=2, ensure_ascii=False) if obj.payload is not None else obj.raw_text()
         return format_html("<pre style='white-space:pre-wrap;max-height:40em;overflow:auto'>{}</pre>", text)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
     @admin.action(description="Replay selected events", permissions=["replay"])
     def replay_selected(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
         for event in queryset.order_by("received_at", "pk"):
             result = replay(event)
             level = messages.WARNING if result.outcome in ("failed", "skipped") else messages.SUCCESS
             self.message_user(request, str(result), level)
-
-    def has_replay_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("bookings.replay_webhookevent")
 
 
 def booking_timeline(booking: Booking) -> list[tuple]:
@@ -201,7 +190,7 @@ def booking_timeline(booking: Booking) -> list[tuple]:
 
 
 @admin.register(Booking)
-class BookingAdmin(admin.ModelAdmin):
+class BookingAdmin(ReadOnlyAdminMixin, ReplayPermissionMixin, admin.ModelAdmin):
     list_display = ("start_at", "invitee_name", "invitee_email", "event_type_name", "host_email", "coloured_status",
                     "crm_status", "deal", "zoom")  # fmt: skip
     list_filter = ("status", "crm_status", "event_type_name", "start_at")
@@ -277,15 +266,6 @@ class BookingAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [name for _, options in self.fieldsets for name in options["fields"]]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
     @admin.action(description="Sync again with Kommo and Zoom", permissions=["replay"])
     def sync_again(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
         for booking in queryset:
@@ -295,6 +275,3 @@ class BookingAdmin(admin.ModelAdmin):
             else:
                 level = messages.WARNING if result.outcome in ("failed", "skipped") else messages.SUCCESS
                 self.message_user(request, f"{booking}: {result}", level)
-
-    def has_replay_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("bookings.replay_webhookevent")

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from bookings.processing import resync
+from calsync.admin_mixins import ReadOnlyAdminMixin
 from calsync.errors import SyncError
 from crm import review
 from crm.directory import check_deal, deal_url, describe_deals
@@ -142,7 +143,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(KommoLink)
-class KommoLinkAdmin(admin.ModelAdmin):
+class KommoLinkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("booking", "deal", "match_method", "review_state", "task_id", "updated_at")
     list_filter = ("match_method", "review_state")
     search_fields = ("booking__invitee_email", "booking__invitee_name", "lead_id")
@@ -155,15 +156,6 @@ class KommoLinkAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields if f.name not in self.exclude]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(RememberedDeal)

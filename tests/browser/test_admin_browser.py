@@ -7,11 +7,13 @@ screens go to the test's tmp dir, and to CALSYNC_SCREENSHOTS_DIR when set (docs/
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, User
 from django.db import connections
 
@@ -46,6 +48,14 @@ def kommo_seed() -> dict:
     seed["leads"].append({"id": ONBOARDING_DEAL, "name": "ClientCo — onboarding", "price": 4000, "status_id": 49366088})
     seed["contacts"][0]["lead_ids"].append(ONBOARDING_DEAL)
     return seed
+
+
+def sales_ops_group() -> Group:
+    """The group the data migration makes; a transactional test that ran before may have flushed it."""
+    if not Group.objects.filter(name="Sales ops").exists():
+        migration = importlib.import_module("crm.migrations.0003_sales_ops_group")
+        migration.create_group(django_apps, None)
+    return Group.objects.get(name="Sales ops")
 
 
 def deliver(data: dict) -> WebhookEvent:
@@ -98,7 +108,7 @@ def test_sales_ops_resolves_a_review_and_replays_a_failed_event(live_server, kom
     assert KommoLink.objects.get(booking__invitee_email=demo.DEMO_INVITEE_EMAIL).review_state == "open"
 
     user = User.objects.create_user("marta", password="a-long-password-1", is_staff=True)
-    user.groups.add(Group.objects.get(name="Sales ops"))
+    user.groups.add(sales_ops_group())
 
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # the ORM below runs beside Playwright's event loop
     try:
