@@ -26,7 +26,7 @@ PERMISSIONS = [
 def create_group(apps, schema_editor):
     # Permissions are normally made after all migrations ran; this migration needs them now.
     for app_config in apps.get_app_configs():
-        original, app_config.models_module = app_config.models_module, True
+        original, app_config.models_module = getattr(app_config, "models_module", None), True
         create_permissions(app_config, apps=apps, verbosity=0)
         app_config.models_module = original
     Group = apps.get_model("auth", "Group")
