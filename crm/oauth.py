@@ -31,8 +31,8 @@ from django.utils import timezone
 from calsync.errors import PermanentSyncError
 from calsync.http import build_session, redact
 from crm.errors import KommoPermanentError, KommoRateLimited, KommoReconnectNeeded, KommoServerError
-from crm.kommo import StaticToken, TokenProvider
 from crm.models import KommoConnection
+from crm.tokens import StaticToken, TokenProvider
 
 logger = logging.getLogger(__name__)
 
