@@ -22,7 +22,6 @@ import requests
 
 from calsync.errors import PermanentSyncError, SyncError
 from calsync.http import build_session, parse_retry_after, redact
-from calsync.metrics import observe_api_call
 
 SERVICE = "calendly"
 INVITEE_EVENTS = ("invitee.created", "invitee.canceled")
@@ -117,7 +116,7 @@ class CalendlyClient:
         return cls(
             settings.CALENDLY_API_URL,
             settings.CALENDLY_API_TOKEN,
-            build_session(),
+            build_session(service=SERVICE),  # the session counts every call for /metrics
             max_requests_per_minute=settings.CALENDLY_MAX_REQUESTS_PER_MINUTE,
         )
 
@@ -248,13 +247,11 @@ class CalendlyClient:
                     method, url, params=params, json=json, headers={"Authorization": f"Bearer {self._token}"}
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                observe_api_call(SERVICE, "timeout" if isinstance(exc, requests.Timeout) else "error")
                 server_failures += 1
                 if is_read and server_failures <= self.read_retries:
                     self.sleep(2.0 ** (server_failures - 1))
                     continue
                 raise CalendlyUnavailable(f"Calendly {method} {_path(url)}: {type(exc).__name__}") from None
-            observe_api_call(SERVICE, response.status_code)
             self._note_rate_headers(response)
             code = response.status_code
             if code == 429:

@@ -36,7 +36,7 @@ ERROR_LIMIT = 2000
 
 
 def _secrets() -> list[str]:
-    names = ("KOMMO_ACCESS_TOKEN", "ZOOM_CLIENT_SECRET", "CALENDLY_API_TOKEN")
+    names = ("KOMMO_ACCESS_TOKEN", "KOMMO_CLIENT_SECRET", "ZOOM_CLIENT_SECRET", "CALENDLY_API_TOKEN")
     return [*settings.CALENDLY_SIGNING_KEYS, *(getattr(settings, n, "") for n in names)]
 
 

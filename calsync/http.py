@@ -13,20 +13,42 @@ USER_AGENT = "calsync/1.0 (+self-hosted Calendly to Kommo and Zoom sync)"
 
 
 class TimeoutSession(requests.Session):
-    """A requests.Session that never waits forever: every call gets a timeout unless one is given."""
+    """A requests.Session that never waits forever: every call gets a timeout unless one is given.
 
-    def __init__(self, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT):
+    With `service` set, every call is also counted for /metrics (`calsync.metrics.observe_api_call`):
+    the HTTP status, or "timeout" / "error" when no answer came. Counting here, in the one place
+    sessions are made, covers every call a client makes (token requests too) without a line in each client.
+    """
+
+    def __init__(self, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT, *, service: str | None = None):
         super().__init__()
         self.default_timeout = timeout
+        self.service = service
         self.headers["User-Agent"] = USER_AGENT
 
     def request(self, method, url, **kwargs):  # type: ignore[override]
         kwargs.setdefault("timeout", self.default_timeout)
-        return super().request(method, url, **kwargs)
+        if self.service is None:
+            return super().request(method, url, **kwargs)
+        from calsync.metrics import observe_api_call
+
+        try:
+            response = super().request(method, url, **kwargs)
+        except requests.Timeout:
+            observe_api_call(self.service, "timeout")
+            raise
+        except requests.RequestException:
+            observe_api_call(self.service, "error")
+            raise
+        observe_api_call(self.service, response.status_code)
+        return response
 
 
-def build_session(timeout: float | tuple[float, float] = DEFAULT_TIMEOUT) -> requests.Session:
-    return TimeoutSession(timeout)
+def build_session(
+    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT, *, service: str | None = None
+) -> requests.Session:
+    """A session with default timeouts; `service` ("kommo", "zoom", "calendly") counts its calls for /metrics."""
+    return TimeoutSession(timeout, service=service)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -53,7 +75,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - now).total_seconds())
 
 
-_SECRETISH = re.compile(r"(?i)(bearer\s+|token=|access_token\"?\s*[:=]\s*\"?|secret\"?\s*[:=]\s*\"?)[^\s\",&]+")
+_SECRETISH = re.compile(
+    r"(?i)(bearer\s+|token=|(?:access|refresh)_token\"?\s*[:=]\s*\"?|secret\"?\s*[:=]\s*\"?)[^\s\",&]+"
+)
 
 
 def redact(text: str, *secrets: str) -> str:

@@ -92,6 +92,7 @@ def _configured_secrets() -> list[str]:
         names = (
             "CALENDLY_API_TOKEN",
             "KOMMO_ACCESS_TOKEN",
+            "KOMMO_CLIENT_SECRET",
             "ZOOM_CLIENT_SECRET",
             "CALSYNC_METRICS_TOKEN",
             "SECRET_KEY",

@@ -8,8 +8,9 @@ here is already a row in the database (events, processing attempts, bookings, AP
 custom collector reads them when Prometheus scrapes, and every process gives the same answer.
 prometheus-client supplies the metric families and the exposition format.
 
-`observe_api_call(service, status)` is the hook API clients call after each request; it adds one to a
-shared counter row with a single atomic UPDATE.
+`observe_api_call(service, status)` counts one external API call; it adds one to a shared counter row
+with a single atomic UPDATE. The clients do not call it themselves: the session they are given
+(`calsync.http.build_session(service=…)`) calls it once per HTTP request, token requests included.
 """
 
 from __future__ import annotations

@@ -175,6 +175,16 @@ KOMMO_INBOUND_SOURCE_UID = env.str("KOMMO_INBOUND_SOURCE_UID", default="calsync-
 KOMMO_INBOUND_SOURCE_NAME = env.str("KOMMO_INBOUND_SOURCE_NAME", default="Calendly")
 # Optional folder searched before templates/ for crm/*.txt (a deployment's own wording and language).
 KOMMO_TEMPLATE_DIR = env.str("KOMMO_TEMPLATE_DIR", default="")
+# --- crm: Kommo OAuth 2.0 (issue 7; docs/operations.md "Kommo OAuth") ---
+# With all three set and an account connected in the admin (CRM → Kommo connection), calsync uses OAuth
+# tokens instead of KOMMO_ACCESS_TOKEN. KOMMO_REDIRECT_URI = https://<calsync>/admin/crm/kommoconnection/callback/
+KOMMO_CLIENT_ID = env.str("KOMMO_CLIENT_ID", default="")
+KOMMO_CLIENT_SECRET = env.str("KOMMO_CLIENT_SECRET", default="")
+KOMMO_REDIRECT_URI = env.str("KOMMO_REDIRECT_URI", default="")
+# Kommo's consent page (amoCRM RU: https://www.amocrm.ru/oauth).
+KOMMO_OAUTH_URL = env.str("KOMMO_OAUTH_URL", default="https://www.kommo.com/oauth")
+# Seconds before the 24-hour access token expires at which it is refreshed.
+KOMMO_OAUTH_REFRESH_MARGIN = env.int("KOMMO_OAUTH_REFRESH_MARGIN", default=600)
 # --- end crm --------------------------------------------------------------------------------------
 
 # --- Zoom -----------------------------------------------------------------------------------------

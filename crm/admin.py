@@ -175,3 +175,6 @@ class RememberedDealAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+from crm import oauth_admin  # noqa: E402, F401  (registers the Kommo connection page)

@@ -23,6 +23,10 @@ class KommoAuthError(KommoPermanentError):
     """401: the token is wrong, expired or revoked (KOMMO_ACCESS_TOKEN)."""
 
 
+class KommoReconnectNeeded(KommoAuthError):
+    """The OAuth connection is broken (refresh refused): a human must reconnect Kommo in the admin."""
+
+
 class KommoPaymentRequired(KommoPermanentError):
     """402: the Kommo account's paid or trial period has ended."""
 

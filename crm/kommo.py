@@ -31,6 +31,7 @@ from crm.errors import (  # re-exported: callers catch them from here
     KommoUncertainWrite,
     KommoValidationError,
 )
+from crm.tokens import StaticToken, TokenProvider  # re-exported
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ __all__ = [
     "KommoServerError",
     "KommoUncertainWrite",
     "KommoValidationError",
+    "StaticToken",
+    "TokenProvider",
 ]
 
 WON_STATUS_ID = 142
@@ -117,7 +120,7 @@ class KommoClient:
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | TokenProvider,
         session: requests.Session,
         rate_limiter: Limiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -130,7 +133,9 @@ class KommoClient:
         max_pages: int = 4,
     ):
         if not base_url or not token:
-            raise PermanentSyncError("Kommo is not configured: set KOMMO_BASE_URL and KOMMO_ACCESS_TOKEN")
+            raise PermanentSyncError(
+                "Kommo is not configured: set KOMMO_BASE_URL and KOMMO_ACCESS_TOKEN, or connect Kommo in the admin"
+            )
         self.base_url = base_url.rstrip("/")
         self.session = session
         self.rate_limiter = rate_limiter or NoLimit()
@@ -141,7 +146,7 @@ class KommoClient:
         self.read_backoff = tuple(read_backoff)
         self.max_rate_limited_retries = max_rate_limited_retries
         self.max_pages = max_pages
-        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self.tokens: TokenProvider = StaticToken(token) if isinstance(token, str) else token
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> KommoClient:
@@ -149,6 +154,7 @@ class KommoClient:
         from django.core.cache import cache
 
         from calsync.http import build_session
+        from crm.oauth import kommo_credentials
         from crm.ratelimit import SharedRateLimiter
 
         limiter_kw = {k: overrides.pop(k) for k in ("clock",) if k in overrides}
@@ -162,10 +168,12 @@ class KommoClient:
             "max_inline_wait": settings.KOMMO_MAX_INLINE_WAIT,
             **overrides,
         }
+        base_url, tokens = kommo_credentials()  # OAuth when connected, else KOMMO_ACCESS_TOKEN
         return cls(
-            settings.KOMMO_BASE_URL,
-            settings.KOMMO_ACCESS_TOKEN,
-            build_session((settings.KOMMO_CONNECT_TIMEOUT, settings.KOMMO_READ_TIMEOUT)),
+            base_url,
+            tokens,
+            # The session counts every call for /metrics.
+            build_session((settings.KOMMO_CONNECT_TIMEOUT, settings.KOMMO_READ_TIMEOUT), service="kommo"),
             limiter,
             sleep,
             **kwargs,
@@ -181,10 +189,13 @@ class KommoClient:
         url = f"{self.base_url}{path}"
         failures = 0
         rate_limited = 0
+        token = self.tokens.access_token()
+        reauthorized = False
         while True:
             self.rate_limiter.acquire()
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             try:
-                response = self.session.request(method, url, params=params, json=json, headers=self._headers)
+                response = self.session.request(method, url, params=params, json=json, headers=headers)
             except requests.ConnectTimeout as exc:  # never connected: nothing was sent, even a POST is safe
                 error: KommoError = KommoServerError(
                     f"Kommo {method} {path}: connect timeout ({exc.__class__.__name__})"
@@ -195,6 +206,13 @@ class KommoClient:
                 sent = True
             else:
                 logger.debug("kommo %s %s → %s", method, path, response.status_code)
+                if response.status_code == 401 and not reauthorized:
+                    # Kommo did not act on a 401, so even a POST may go again, once, with a new token.
+                    reauthorized = True
+                    fresh = self.tokens.rejected(token)
+                    if fresh:
+                        token = fresh
+                        continue
                 if response.status_code == 429:
                     retry_after = self._retry_after(response)
                     self.rate_limiter.pause(retry_after)
@@ -246,7 +264,7 @@ class KommoClient:
                 raise KommoUncertainWrite(f"{where}: answer is not JSON — the write may have happened") from None
         detail, body = _problem_detail(response)
         if status == 401:
-            raise KommoAuthError(f"{where}: 401 Unauthorized — check KOMMO_ACCESS_TOKEN ({detail})", status=status)
+            raise KommoAuthError(f"{where}: 401 Unauthorized — {self.tokens.hint} ({detail})", status=status)
         if status == 402:
             raise KommoPaymentRequired(f"{where}: 402 Payment required — the Kommo account is unpaid", status=status)
         if status == 403:

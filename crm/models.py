@@ -141,3 +141,48 @@ class ReviewItem(KommoLink):
         verbose_name = "review item"
         verbose_name_plural = "Review queue"
         permissions = [("resolve_reviewitem", "Can resolve review items (choose the deal for a meeting)")]
+
+
+class KommoConnection(models.Model):
+    """calsync's OAuth 2.0 connection to one Kommo account (a single row), made with "Connect Kommo".
+
+    The tokens are secrets: `editable=False` keeps them off every admin form, and neither `__str__`
+    nor `__repr__` shows them. `crm.oauth` refreshes the access token under a row lock.
+    """
+
+    class State(models.TextChoices):
+        CONNECTED = "connected", "Connected"
+        RECONNECT = "reconnect", "Needs reconnecting (Kommo refused the refresh token)"
+
+    SINGLETON = "kommo"
+
+    slot = models.CharField(max_length=20, primary_key=True, default=SINGLETON, editable=False)
+    base_url = models.URLField(help_text="The account's address, from Kommo's callback (`referer`).")
+    client_id = models.CharField(max_length=100, help_text="The integration the tokens belong to.")
+    access_token = models.TextField(editable=False)
+    refresh_token = models.TextField(editable=False)
+    expires_at = models.DateTimeField(help_text="When the access token expires (Kommo: 24 hours).")
+    # Kommo revokes a refresh token unused for 3 months; each refresh rotates it and restarts the clock.
+    refresh_expires_at = models.DateTimeField()
+    state = models.CharField(max_length=20, choices=State.choices, default=State.CONNECTED)
+    last_error = models.TextField(blank=True, help_text="Why the last refresh failed. No secrets.")
+    connected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    connected_at = models.DateTimeField()
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "Kommo connection"
+        verbose_name_plural = "Kommo connection (OAuth)"
+        permissions = [("connect_kommo", "Can connect calsync to Kommo (OAuth)")]
+
+    def __str__(self) -> str:
+        return f"Kommo connection to {self.host} ({self.get_state_display()})"
+
+    def __repr__(self) -> str:
+        return f"<KommoConnection {self.host} {self.state} expires_at={self.expires_at}>"
+
+    @property
+    def host(self) -> str:
+        return self.base_url.split("://", 1)[-1].rstrip("/")

@@ -44,7 +44,10 @@ def default_client() -> KommoClient:
 
 
 def is_configured() -> bool:
-    return bool(settings.KOMMO_BASE_URL and settings.KOMMO_ACCESS_TOKEN)
+    """A long-lived token, or an OAuth connection made in the admin (crm.oauth)."""
+    from crm.oauth import is_connected
+
+    return bool(settings.KOMMO_BASE_URL and settings.KOMMO_ACCESS_TOKEN) or is_connected()
 
 
 def reconcile(booking: Booking, *, client: KommoClient | None = None) -> str:
