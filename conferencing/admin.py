@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from calsync.admin_mixins import ReadOnlyAdminMixin
 from conferencing.models import ZoomMeeting
 
 
 @admin.register(ZoomMeeting)
-class ZoomMeetingAdmin(admin.ModelAdmin):
+class ZoomMeetingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("meeting_id", "topic", "start_at", "duration", "host_user", "status", "booking")
     list_filter = ("status",)
     search_fields = ("=meeting_id", "topic", "host_user", "event_uri", "booking__invitee_email")
@@ -33,12 +34,3 @@ class ZoomMeetingAdmin(admin.ModelAdmin):
         "deleted_at",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
