@@ -13,10 +13,11 @@ Rules (each proven by tests/bookings/test_state.py):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from bookings.calendly import (
     INVITEE_CANCELED,
@@ -70,6 +71,21 @@ def _freshness(invitee: Invitee, event: ScheduledEvent) -> datetime | None:
 
 def _locked_booking(invitee_uri: str) -> Booking | None:
     return Booking.objects.select_for_update().filter(invitee_uri=invitee_uri).first()
+
+
+def lock_in_order(invitee_uris: Iterable[str | None], pks: Iterable[int] = ()) -> None:
+    """Lock every existing booking named here in one statement, in primary-key order.
+
+    The two halves of a reschedule reach the same two rows from opposite ends (the new half locks
+    itself then the old booking, the old half the other way round). Taken one by one, two workers'
+    locks interleave and PostgreSQL aborts one with "deadlock detected". Taking them all up front in
+    one fixed order makes the second worker simply wait; the later per-row locks are then no-ops.
+    """
+    uris = {uri for uri in invitee_uris if uri}
+    pks = set(pks)
+    if uris or pks:
+        rows = Booking.objects.select_for_update().filter(Q(invitee_uri__in=uris) | Q(pk__in=pks))
+        list(rows.order_by("pk").values_list("pk", flat=True))
 
 
 def upsert_booking(invitee: Invitee, event: ScheduledEvent) -> Booking:
@@ -218,6 +234,8 @@ def relink(bookings: list[Booking]) -> list[Booking]:
     """
     result = list(bookings)
     with transaction.atomic():
+        uris = [u for b in bookings for u in (b.previous_invitee_uri, b.next_invitee_uri)]
+        lock_in_order(uris, [b.pk for b in bookings])
         for booking in bookings:
             booking = Booking.objects.select_for_update().get(pk=booking.pk)
             if booking.previous_invitee_uri and booking.rescheduled_from_id is None:
@@ -239,6 +257,9 @@ def apply_event(event: WebhookEvent) -> list[Booking]:
     delivery = parse_delivery_data(event.payload)
     handler = HANDLERS[delivery.kind]
     with transaction.atomic():
+        invitee = delivery.invitee
+        if invitee is not None:
+            lock_in_order([invitee.uri, invitee.old_invitee_uri, invitee.new_invitee_uri])
         bookings = handler(delivery)
         if bookings:
             # The event's own booking is the one whose invitee URI it carries.
