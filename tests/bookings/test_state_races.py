@@ -13,7 +13,7 @@ from django.db import connection, connections, transaction
 from bookings.models import Booking
 from bookings.state import relink
 from tests.bookings.test_state import ORIGINAL, RESCHED_NEW, deliver
-from tests.conftest import load_json
+from tests.conftest import load_fixture, load_json, to_body
 
 
 def _someone_waits_for_a_row_lock() -> bool:
@@ -66,3 +66,31 @@ def test_relink_waits_for_the_other_half_instead_of_deadlocking():
     assert errors == []
     assert [b.pk for b in linked] == [old.pk, new.pk]
     assert Booking.objects.get(pk=new.pk).rescheduled_from_id == old.pk
+
+
+@pytest.mark.django_db
+def test_a_late_create_of_an_already_moved_booking_is_linked_not_booked_again():
+    """New half first, then the old booking's own create (its cancel still to come): the old booking
+    is rescheduled at once, so the reconcilers never sync it as a second live meeting."""
+    deliver(load_fixture(RESCHED_NEW))
+    deliver(to_body(ORIGINAL))
+    old = Booking.objects.get(invitee_uri=ORIGINAL["payload"]["uri"])
+    new = Booking.objects.get(invitee_uri=load_json(RESCHED_NEW)["payload"]["uri"])
+    assert old.status == Booking.Status.RESCHEDULED
+    assert new.rescheduled_from == old and old.next_invitee_uri == new.invitee_uri
+
+
+@pytest.mark.django_db
+def test_relink_finds_a_successor_that_names_us():
+    """The old booking's relink (after a race) looks for a new half naming it, not only the reverse."""
+    deliver(to_body(ORIGINAL))
+    old = Booking.objects.get()
+    new = Booking.objects.get(pk=old.pk)
+    new.pk = None
+    new.invitee_uri = load_json(RESCHED_NEW)["payload"]["uri"]
+    new.previous_invitee_uri = old.invitee_uri
+    new.save()
+    assert {b.pk for b in relink([old])} == {old.pk, new.pk}
+    new.refresh_from_db()
+    assert new.rescheduled_from == old
+    assert Booking.objects.get(pk=old.pk).status == Booking.Status.RESCHEDULED
