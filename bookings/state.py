@@ -13,10 +13,11 @@ Rules (each proven by tests/bookings/test_state.py):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from bookings.calendly import (
     INVITEE_CANCELED,
@@ -70,6 +71,25 @@ def _freshness(invitee: Invitee, event: ScheduledEvent) -> datetime | None:
 
 def _locked_booking(invitee_uri: str) -> Booking | None:
     return Booking.objects.select_for_update().filter(invitee_uri=invitee_uri).first()
+
+
+def _locked_by(*, exclude: Booking, **match: str) -> Booking | None:
+    return Booking.objects.select_for_update().filter(**match).exclude(pk=exclude.pk).first()
+
+
+def lock_in_order(invitee_uris: Iterable[str | None], pks: Iterable[int] = ()) -> None:
+    """Lock every existing booking named here in one statement, in primary-key order.
+
+    The two halves of a reschedule reach the same two rows from opposite ends (the new half locks
+    itself then the old booking, the old half the other way round). Taken one by one, two workers'
+    locks interleave and PostgreSQL aborts one with "deadlock detected". Taking them all up front in
+    one fixed order makes the second worker simply wait; the later per-row locks are then no-ops.
+    """
+    uris = {uri for uri in invitee_uris if uri}
+    pks = set(pks)
+    if uris or pks:
+        rows = Booking.objects.select_for_update().filter(Q(invitee_uri__in=uris) | Q(pk__in=pks))
+        list(rows.order_by("pk").values_list("pk", flat=True))
 
 
 def upsert_booking(invitee: Invitee, event: ScheduledEvent) -> Booking:
@@ -141,6 +161,14 @@ def apply_invitee_created(delivery: CalendlyDelivery) -> list[Booking]:
     if predecessor is not None and predecessor.pk not in {b.pk for b in affected}:
         _link(predecessor, booking)
         affected.insert(0, predecessor)
+    # A late create of a booking that was already moved: the new half (which names us as its old
+    # invitee) came first. We are rescheduled, not a second live meeting to book.
+    successor = (
+        Booking.objects.select_for_update().filter(previous_invitee_uri=invitee.uri).exclude(pk=booking.pk).first()
+    )
+    if successor is not None and successor.pk not in {b.pk for b in affected}:
+        _link(booking, successor)
+        affected.append(successor)
     return affected
 
 
@@ -218,18 +246,26 @@ def relink(bookings: list[Booking]) -> list[Booking]:
     """
     result = list(bookings)
     with transaction.atomic():
+        uris = [u for b in bookings for u in (b.previous_invitee_uri, b.next_invitee_uri)]
+        partners = Booking.objects.filter(
+            Q(previous_invitee_uri__in=[b.invitee_uri for b in bookings])
+            | Q(next_invitee_uri__in=[b.invitee_uri for b in bookings])
+        ).values_list("pk", flat=True)
+        lock_in_order(uris, [*(b.pk for b in bookings), *partners])
         for booking in bookings:
             booking = Booking.objects.select_for_update().get(pk=booking.pk)
-            if booking.previous_invitee_uri and booking.rescheduled_from_id is None:
-                old = _locked_booking(booking.previous_invitee_uri)
+            if booking.rescheduled_from_id is None:
+                # Our old half by the URI we name, or one that names us as its new invitee.
+                old = _locked_booking(booking.previous_invitee_uri) if booking.previous_invitee_uri else None
+                old = old or _locked_by(next_invitee_uri=booking.invitee_uri, exclude=booking)
                 if old is not None:
                     _link(old, booking)
                     result.insert(0, old)
-            if booking.next_invitee_uri:
-                new = _locked_booking(booking.next_invitee_uri)
-                if new is not None and new.rescheduled_from_id != booking.pk:
-                    _link(booking, new)
-                    result.append(new)
+            new = _locked_booking(booking.next_invitee_uri) if booking.next_invitee_uri else None
+            new = new or _locked_by(previous_invitee_uri=booking.invitee_uri, exclude=booking)
+            if new is not None and new.rescheduled_from_id != booking.pk:
+                _link(booking, new)
+                result.append(new)
     seen: set[int] = set()
     return [b for b in result if not (b.pk in seen or seen.add(b.pk))]
 
@@ -239,6 +275,12 @@ def apply_event(event: WebhookEvent) -> list[Booking]:
     delivery = parse_delivery_data(event.payload)
     handler = HANDLERS[delivery.kind]
     with transaction.atomic():
+        invitee = delivery.invitee
+        if invitee is not None:
+            partners = Booking.objects.filter(
+                Q(previous_invitee_uri=invitee.uri) | Q(next_invitee_uri=invitee.uri)
+            ).values_list("pk", flat=True)
+            lock_in_order([invitee.uri, invitee.old_invitee_uri, invitee.new_invitee_uri], partners)
         bookings = handler(delivery)
         if bookings:
             # The event's own booking is the one whose invitee URI it carries.

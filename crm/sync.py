@@ -232,6 +232,7 @@ class BookingSync:
     def _write(self) -> None:
         b, link = self.b, self.link
         join_url = b.conference_join_url if b.is_live else ""
+        self._settle_earlier_lost_notes()
         for lead_id in link.note_lead_ids:
             booked = [k for k in link.note_ids if k.startswith("booked:") and k.endswith(f"@{lead_id}")]
             if not booked:
@@ -264,9 +265,10 @@ class BookingSync:
         context = notes.meeting_context(self.b, join_url=join_url, host=self._host_label())
         text = notes.render(template, context, marker=marker)
 
-        def record(note_id: int) -> None:
+        def record(note_id: int, adopted_text: str | None) -> None:
             self.link.note_ids[key] = note_id
-            if join_url:
+            # An adopted note was written by an earlier attempt, maybe before the link existed.
+            if join_url and (adopted_text is None or join_url in adopted_text):
                 self.link.join_url_noted = join_url
 
         self._once(key, marker, lead_id, "notes", lambda: self.client.add_note(lead_id, text), record)
@@ -290,7 +292,7 @@ class BookingSync:
         if link.task_id is None:
             responsible = self._responsible_user_id()
 
-            def record(task_id: int) -> None:
+            def record(task_id: int, adopted_text: str | None) -> None:
                 link.task_id = task_id
                 link.task_state = {**desired, "completed": False}
 
@@ -348,7 +350,7 @@ class BookingSync:
         lead_id: int,
         kind: str,
         create: Callable[[], int],
-        record: Callable[[int], None],
+        record: Callable[[int, str | None], None],
     ) -> None:
         """Create one note or task exactly once, adopting a copy a lost answer left behind."""
         link = self.link
@@ -356,9 +358,9 @@ class BookingSync:
             found = self._find_marker(kind, lead_id, marker)
             if found is not None:
                 link.pending_writes.pop(key)
-                record(found)
+                record(*found)
                 link.save(update_fields=LINK_STATE_FIELDS)
-                self.done.append(f"adopted {kind[:-1]} {found}")
+                self.done.append(f"adopted {kind[:-1]} {found[0]}")
                 return
         self._mark_pending(key)
         try:
@@ -369,20 +371,37 @@ class BookingSync:
             self._clear_pending(key)  # Kommo said no (or we never sent it): nothing was written
             raise
         link.pending_writes.pop(key, None)
-        record(new_id)
+        record(new_id, None)
         link.save(update_fields=LINK_STATE_FIELDS)
         if kind == "notes":
             self.done.append(f"note {new_id}")
 
-    def _find_marker(self, kind: str, lead_id: int, marker: str) -> int | None:
+    def _find_marker(self, kind: str, lead_id: int, marker: str) -> tuple[int, str] | None:
+        """The id and text of the note or task carrying `marker` in the deal, if Kommo has it."""
         if (kind, lead_id) not in self._listed:
             items = self.client.list_notes(lead_id) if kind == "notes" else self.client.list_tasks(lead_id)
             self._listed[(kind, lead_id)] = items
         for item in self._listed[(kind, lead_id)]:
             text = (item.get("params") or {}).get("text") if kind == "notes" else item.get("text")
             if isinstance(text, str) and marker in text:
-                return int(item["id"])
+                return int(item["id"]), text
         return None
+
+    def _settle_earlier_lost_notes(self) -> None:
+        """Notes an earlier booking of the chain sent without hearing back (it was rescheduled since and
+        never syncs again): adopt those that landed, forget those that did not, before deciding what
+        this booking still has to write. Otherwise a lost "booked" note gets a second "booked" note."""
+        link = self.link
+        foreign = [k for k in link.pending_writes if ":" in k and "@" in k and f":{self.token}@" not in k]
+        for key in foreign:
+            kind, _, rest = key.partition(":")
+            token, _, lead = rest.partition("@")
+            found = self._find_marker("notes", int(lead), f"[calsync:{token}/{kind}]")
+            link.pending_writes.pop(key)
+            if found is not None:
+                link.note_ids[key] = found[0]
+                self.done.append(f"adopted note {found[0]}")
+            link.save(update_fields=LINK_STATE_FIELDS)
 
     # --- people ------------------------------------------------------------------------------------
 

@@ -308,7 +308,10 @@ def test_a_note_whose_answer_was_lost_is_adopted_not_duplicated(rsps):
     token = marker_token(booking().invitee_uri)
     assert list(link.pending_writes) == [f"booked:{token}@9785993"]
 
-    rsps.get(NOTES, json=with_marker("notes_list.json", token, "notes"))
+    listed = with_marker("notes_list.json", token, "notes")
+    # The lost note was sent with the booking's join link (Calendly made the Zoom meeting).
+    listed["_embedded"]["notes"][1]["params"]["text"] += f"\nJoin: {booking().conference_join_url}"
+    rsps.get(NOTES, json=listed)
     expect_task(rsps)
     assert processing.process_event(event.pk, trigger="retry") == "done"
     link.refresh_from_db()
@@ -552,3 +555,53 @@ def test_a_wrong_policy_name_needs_attention_and_is_flagged_at_start_up(rsps, se
     assert [p.id for p in check_kommo_settings(None)] == ["crm.E001"]
     status, event = deliver(without_deal_id())
     assert status == "failed" and event.needs_attention and "KOMMO_SEVERAL_DEALS_POLICY" in event.last_error
+
+
+# --- lost answers across a reschedule and a late join link (found by the chaos test) -----------------
+
+
+def test_a_lost_booked_note_of_the_old_booking_is_adopted_by_the_new_one_not_written_twice(rsps):
+    warm_users()
+    expect_search(rsps, 9785993, email=JONAS)
+    rsps.post(NOTES, body=requests.ConnectionError("connection reset after sending"))
+    status, _ = deliver(old_created())
+    assert status == "failed"  # the booked note landed in Kommo, but we never heard back
+    old_token = marker_token(Booking.objects.get().invitee_uri)
+    deliver("reschedule_1_invitee_canceled_old.json")  # the old booking is rescheduled: it syncs no more
+
+    rsps.get(NOTES, json=with_marker("notes_list.json", old_token, "notes"))
+    expect_note(rsps, note_id=76788400)
+    expect_task(rsps)
+    status, _ = deliver("reschedule_2_invitee_created_new.json")
+    assert status == "done"
+    assert methods(rsps, 3) == [
+        ("GET", "/api/v4/leads/9785993/notes"),  # looks for the lost note first: it is there
+        ("POST", "/api/v4/leads/9785993/notes"),
+        ("POST", "/api/v4/tasks"),
+    ]
+    assert "Calendly: meeting moved" in sent(rsps.calls[4])[0]["params"]["text"]  # not a second "booked"
+    link = KommoLink.objects.get()
+    assert sorted(k.split(":")[0] for k in link.note_ids) == ["booked", "rescheduled"]
+    assert link.note_ids[f"booked:{old_token}@9785993"] == 76787983 and link.pending_writes == {}
+
+
+def test_an_adopted_note_without_the_join_link_still_gets_the_join_link_note(rsps):
+    book_url = "https://us06web.zoom.us/j/81234567890?pwd=abc"
+    warm_users()
+    expect_search(rsps, 9785993, email=JONAS)
+    rsps.post(NOTES, body=requests.ConnectionError("connection reset after sending"))
+    _, event = deliver(old_created())  # no join link yet (the Zoom step failed), and the answer is lost
+    token = marker_token(Booking.objects.get().invitee_uri)
+    Booking.objects.update(conference_join_url=book_url)  # the retry's Zoom step made the meeting
+
+    rsps.get(NOTES, json=with_marker("notes_list.json", token, "notes"))  # the adopted note has no link
+    expect_task(rsps)
+    expect_note(rsps, note_id=76788500)
+    assert processing.process_event(event.pk, trigger="retry") == "done"
+    assert methods(rsps, 3) == [
+        ("GET", "/api/v4/leads/9785993/notes"),
+        ("POST", "/api/v4/tasks"),
+        ("POST", "/api/v4/leads/9785993/notes"),
+    ]
+    assert f"Join: {book_url}" in sent(rsps.calls[5])[0]["params"]["text"]
+    assert KommoLink.objects.get().join_url_noted == book_url

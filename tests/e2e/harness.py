@@ -7,6 +7,7 @@ by DATABASE_URL (scripts/test.sh starts a throwaway one), so runs never see each
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -14,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -101,6 +101,41 @@ class Process:
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
+    def peak_rss_kb(self) -> int:
+        """The RSS high-water marks (VmHWM) of the process and all its descendants, summed."""
+        return sum(_vm_hwm_kb(pid) for pid in process_tree(self.pid))
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every live descendant (from /proc: Linux only)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process: ours without any calsync/Kommo/Zoom/pytest settings."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("KOMMO_", "ZOOM_", "CALSYNC_", "PYTEST"))}
+    return {**keep, "PYTHONUNBUFFERED": "1", **extra}
+
 
 class CalsyncStack:
     """calsync as it runs in production: gunicorn + one or more qcluster processes + PostgreSQL."""
@@ -111,7 +146,7 @@ class CalsyncStack:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("KOMMO_", "ZOOM_", "CALSYNC_", "PYTEST"))},
+            **child_env(),
             "DJANGO_SETTINGS_MODULE": "calsync.settings",
             "CALSYNC_READ_DOTENV": "false",
             "DEBUG": "false",
@@ -126,6 +161,8 @@ class CalsyncStack:
         }
         self.web: Process | None = None
         self.workers: list[Process] = []
+        self.extras: list[Process] = []
+        self._cluster_count = 0
 
     def manage(self, *args: str, timeout: float = 180) -> str:
         result = subprocess.run(
@@ -140,13 +177,13 @@ class CalsyncStack:
             raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
-    def start(self, *, workers: int = 1) -> CalsyncStack:
+    def start(self, *, workers: int = 1, web_workers: int = 2, web_threads: int = 4) -> CalsyncStack:
         self.manage("migrate", "--noinput", "-v", "0")
         self.manage("createcachetable")
         self.web = Process(
             "gunicorn",
             [sys.executable, "-m", "gunicorn", "calsync.wsgi", "--config", "gunicorn.conf.py",
-             "--bind", f"127.0.0.1:{self.port}", "--workers", "2", "--threads", "4"],
+             "--bind", f"127.0.0.1:{self.port}", "--workers", str(web_workers), "--threads", str(web_threads)],
             self.env,
             self.log_dir,
         )  # fmt: skip
@@ -156,11 +193,24 @@ class CalsyncStack:
         return self
 
     def start_worker(self) -> Process:
+        """One more `manage.py qcluster` (a cluster of CALSYNC_WORKERS task processes)."""
         worker = Process(
-            f"qcluster-{len(self.workers)}", [sys.executable, "manage.py", "qcluster"], self.env, self.log_dir
+            f"qcluster-{self._cluster_count}", [sys.executable, "manage.py", "qcluster"], self.env, self.log_dir
         )
+        self._cluster_count += 1
         self.workers.append(worker)
         return worker
+
+    def start_sweeper(self, every: float = 1.0) -> Process:
+        """The retry sweeper in a loop (production runs it every minute from django-q's schedule)."""
+        sweeper = Process(
+            f"sweeper-{len(self.extras)}",
+            [sys.executable, "manage.py", "sweep_events", "--every", str(every)],
+            self.env,
+            self.log_dir,
+        )
+        self.extras.append(sweeper)
+        return sweeper
 
     def _healthy(self) -> bool:
         try:
@@ -170,25 +220,37 @@ class CalsyncStack:
             return False
 
     def stop(self) -> None:
-        for proc in [*self.workers, self.web]:
+        for proc in [*self.extras, *self.workers, self.web]:
             if proc is not None:
                 proc.stop()
 
     def logs(self) -> str:
-        return "\n\n".join(f"--- {p.name} ---\n{p.tail()}" for p in [self.web, *self.workers] if p is not None)
+        procs = [self.web, *self.workers, *self.extras]
+        return "\n\n".join(f"--- {p.name} ---\n{p.tail()}" for p in procs if p is not None)
 
     # --- talking to it ------------------------------------------------------------------------------
 
     def post(self, body: bytes, *, signed: bool = True, path: str = "/webhooks/calendly/") -> tuple[int, dict]:
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
         if signed:
             headers["Calendly-Webhook-Signature"] = signature_header(body, SIGNING_KEY, int(time.time()))
-        request = urllib.request.Request(self.url + path, data=body, headers=headers, method="POST")
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
         try:
-            with urllib.request.urlopen(request, timeout=15) as response:
-                return response.status, json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+            try:
+                connection.request("POST", path, body=body, headers=headers)
+            except (BrokenPipeError, ConnectionResetError):
+                # The server may answer (413) and close before reading a large body: its answer is
+                # still waiting in our socket's buffer, so read it rather than report a broken pipe.
+                pass
+            response = connection.getresponse()
+            text = response.read()
+        finally:
+            connection.close()
+        try:
+            answer = json.loads(text or b"{}")
+        except ValueError:
+            answer = {"body": text.decode(errors="replace")[:500]}
+        return response.status, answer
 
     def query(self, sql: str, *params: Any) -> list[tuple]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
@@ -201,6 +263,12 @@ class CalsyncStack:
         """Wait until every stored event is finished (done/ignored), or fail with the stack's logs."""
 
         def settled() -> dict[str, int] | None:
+            given_up = self.query(
+                "SELECT id, attempts, last_error FROM bookings_webhookevent "
+                "WHERE status = 'failed' AND next_attempt_at IS NULL"
+            )
+            if given_up:  # no retry is coming: fail now instead of waiting for the timeout
+                raise AssertionError(f"events failed for good: {given_up[:10]}\n{self.logs()}")
             counts = self.event_statuses()
             finished = counts.get("done", 0) + counts.get("ignored", 0)
             return counts if finished >= expected_events and sum(counts.values()) == finished else None
