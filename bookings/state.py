@@ -13,10 +13,12 @@ Rules (each proven by tests/bookings/test_state.py):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import TypeVar
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q
 
 from bookings.calendly import (
@@ -237,7 +239,32 @@ def is_handled_kind(kind: str) -> bool:
     return kind in HANDLERS
 
 
+T = TypeVar("T")
+DEADLOCK_RETRIES = 3
+
+
+def retry_on_deadlock(fn: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run a transaction again when PostgreSQL aborted it as a deadlock victim (SQLSTATE 40P01).
+
+    Locks are taken in primary-key order, but a reschedule half that commits while the other half's
+    transaction is already running can still be found (and locked) after its lower-numbered partner.
+    The steps are idempotent, so running the whole transaction again is safe.
+    """
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            return fn()
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != "40P01" or attempt == DEADLOCK_RETRIES - 1:
+                raise
+            sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def relink(bookings: list[Booking]) -> list[Booking]:
+    return retry_on_deadlock(lambda: _relink(bookings))
+
+
+def _relink(bookings: list[Booking]) -> list[Booking]:
     """Link each booking to reschedule partners that exist now; return the list with any partner added.
 
     Runs in its own transaction after the event's transaction committed. When both halves of a
@@ -274,6 +301,13 @@ def apply_event(event: WebhookEvent) -> list[Booking]:
     """Apply a stored event to its booking(s); return the bookings to sync (with reschedule partners)."""
     delivery = parse_delivery_data(event.payload)
     handler = HANDLERS[delivery.kind]
+    bookings = retry_on_deadlock(lambda: _apply(event, delivery, handler))
+    bookings = relink(bookings)
+    # Fresh copies: the reconcilers must see every link and status written above.
+    return list(Booking.objects.filter(pk__in=[b.pk for b in bookings]).order_by("start_at", "pk"))
+
+
+def _apply(event: WebhookEvent, delivery, handler) -> list[Booking]:
     with transaction.atomic():
         invitee = delivery.invitee
         if invitee is not None:
@@ -287,6 +321,4 @@ def apply_event(event: WebhookEvent) -> list[Booking]:
             own = next((b for b in bookings if b.invitee_uri == event.invitee_uri), bookings[0])
             WebhookEvent.objects.filter(pk=event.pk).update(booking=own)
             event.booking = own
-    bookings = relink(bookings)
-    # Fresh copies: the reconcilers must see every link and status written above.
-    return list(Booking.objects.filter(pk__in=[b.pk for b in bookings]).order_by("start_at", "pk"))
+    return bookings

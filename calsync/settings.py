@@ -156,6 +156,8 @@ KOMMO_BASE_URL = env.str("KOMMO_BASE_URL", default="")
 KOMMO_ACCESS_TOKEN = env.str("KOMMO_ACCESS_TOKEN", default="")
 KOMMO_MAX_RPS = env.float("KOMMO_MAX_RPS", default=7.0)
 # --- crm (issue 3): Kommo sync settings; documented in docs/crm.md -------------------------------
+# Headroom under KOMMO_MAX_RPS for timing jitter between taking a slot and Kommo counting the request.
+KOMMO_RATE_MARGIN = env.float("KOMMO_RATE_MARGIN", default=0.05)
 KOMMO_CONNECT_TIMEOUT = env.float("KOMMO_CONNECT_TIMEOUT", default=5.0)
 KOMMO_READ_TIMEOUT = env.float("KOMMO_READ_TIMEOUT", default=20.0)
 # A 429 asking for a longer wait than this is left to the pipeline's retry instead of blocking a worker.

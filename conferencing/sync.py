@@ -85,13 +85,15 @@ def reconcile(booking: Booking, *, client: ZoomClient | None = None) -> str:
 
 
 @contextmanager
-def event_lock(event_uri: str, *, timeout: int = 300) -> Iterator[None]:
+def event_lock(event_uri: str, *, timeout: int | None = None) -> Iterator[None]:
     """One worker at a time per scheduled event, across processes (shared cache, atomic `add`).
 
     The pipeline's booking lease does not cover two invitees of one group event; without this, a
     second invitee could see the first one's `creating` row mid-POST and create a duplicate.
-    A killed holder's lock expires after `timeout` (the task timeout).
+    A killed holder's lock expires with the processing lease (CALSYNC_PROCESSING_LEASE), like the
+    pipeline's booking lock: by the time the sweeper retries the dead worker's event, it is free.
     """
+    timeout = timeout or settings.CALSYNC_PROCESSING_LEASE
     key = f"zoom:event-lock:{event_uri}"
     token = uuid.uuid4().hex
     if not cache.add(key, token, timeout):

@@ -160,7 +160,12 @@ class KommoClient:
         limiter_kw = {k: overrides.pop(k) for k in ("clock",) if k in overrides}
         sleep = overrides.pop("sleep", time.sleep)
         limiter = SharedRateLimiter(
-            "kommo", settings.KOMMO_MAX_RPS, sleep=sleep, max_wait=settings.KOMMO_MAX_INLINE_WAIT * 6, **limiter_kw
+            "kommo",
+            settings.KOMMO_MAX_RPS,
+            sleep=sleep,
+            max_wait=settings.KOMMO_MAX_INLINE_WAIT * 6,
+            margin=settings.KOMMO_RATE_MARGIN,
+            **limiter_kw,
         )
         kwargs = {
             "cache": cache,

@@ -294,7 +294,9 @@ class BookingSync:
 
             def record(task_id: int, adopted_text: str | None) -> None:
                 link.task_id = task_id
-                link.task_state = {**desired, "completed": False}
+                # A task adopted after a lost answer holds whatever times that earlier attempt sent
+                # (before a reschedule, maybe): leave them unknown so the check below sets them.
+                link.task_state = {**desired, "completed": False} if adopted_text is None else {"completed": False}
 
             self._once(
                 "task",
@@ -312,7 +314,8 @@ class BookingSync:
                 record,
             )
             self.done.append(f"task {link.task_id}")
-            return
+            if "complete_till" in link.task_state:
+                return
         shown = {k: link.task_state.get(k) for k in desired}
         # A cancelled meeting's task is about to be completed: no point moving it first.
         if shown != desired and not link.task_state.get("completed") and self.b.is_live:

@@ -8,10 +8,10 @@ import threading
 import time
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import OperationalError, connection, connections, transaction
 
 from bookings.models import Booking
-from bookings.state import relink
+from bookings.state import relink, retry_on_deadlock
 from tests.bookings.test_state import ORIGINAL, RESCHED_NEW, deliver
 from tests.conftest import load_fixture, load_json, to_body
 
@@ -94,3 +94,39 @@ def test_relink_finds_a_successor_that_names_us():
     new.refresh_from_db()
     assert new.rescheduled_from == old
     assert Booking.objects.get(pk=old.pk).status == Booking.Status.RESCHEDULED
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+def _operational(cause: Exception) -> OperationalError:
+    error = OperationalError("deadlock detected" if isinstance(cause, _Deadlock) else "connection lost")
+    error.__cause__ = cause
+    return error
+
+
+def test_a_deadlock_victim_transaction_runs_again():
+    """Even with ordered locks, a half committing mid-way can be locked late: PostgreSQL then aborts one."""
+    calls, sleeps = [], []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise _operational(_Deadlock())
+        return "linked"
+
+    assert retry_on_deadlock(flaky, sleep=sleeps.append) == "linked"
+    assert len(calls) == 2 and sleeps == [0.05]
+
+
+def test_other_database_errors_are_not_retried():
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise _operational(RuntimeError("server closed the connection"))
+
+    with pytest.raises(OperationalError):
+        retry_on_deadlock(broken, sleep=lambda s: None)
+    assert len(calls) == 1

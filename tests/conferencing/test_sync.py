@@ -443,3 +443,19 @@ def test_admin_never_shows_the_start_url(rsps, admin_client):
         assert response.status_code == 200
         assert str(MEETING_ID) in response.content.decode()
         assert "zak=" not in response.content.decode() and "start_url" not in response.content.decode()
+
+
+def test_a_killed_holders_event_lock_expires_with_the_processing_lease(settings, monkeypatch):
+    """A worker SIGKILLed inside the lock must not block the event's retry (the sweeper's, after the
+    lease) for longer than the lease: the chaos test's retries spun on it for five minutes."""
+    from conferencing import sync
+
+    settings.CALSYNC_PROCESSING_LEASE = 7
+    timeouts = []
+    real_add = sync.cache.add
+    monkeypatch.setattr(
+        sync.cache, "add", lambda key, value, timeout: timeouts.append(timeout) or real_add(key, value, timeout)
+    )
+    with event_lock("https://api.calendly.com/scheduled_events/lease-test"):
+        pass
+    assert timeouts == [7]

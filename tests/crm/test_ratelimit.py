@@ -113,3 +113,31 @@ def test_two_threads_never_get_the_same_slot():
     ordered = sorted(slots)
     assert min(b - a for a, b in itertools.pairwise(ordered)) >= 0.001 - 1e-6
     assert RateLimitState.objects.get(name="kommo").next_free_us >= int(ordered[-1] * 1e6)
+
+
+def arrivals_with_jitter(slots, delay=0.03):
+    """Every eighth request reaches Kommo `delay` late (a busy CPU, a slow socket); the others on time."""
+    return [slot + (delay if i % 8 == 0 else 0.0) for i, slot in enumerate(slots)]
+
+
+def test_slots_leave_a_margin_for_jitter_so_kommo_never_counts_eight_in_a_second():
+    one, other = FakeClock(), FakeClock()  # a busy queue each: every slot is taken as soon as it is free
+    exact = SharedRateLimiter("exact", 7, clock=one, sleep=one.sleep)
+    spaced = SharedRateLimiter("spaced", 7, clock=other, sleep=other.sleep, margin=0.05)
+    exact_slots, spaced_slots = [], []
+    for _ in range(29):
+        exact.acquire()
+        exact_slots.append(exact.last_slot)
+        spaced.acquire()
+        spaced_slots.append(spaced.last_slot)
+    assert max_in_any_second(arrivals_with_jitter(exact_slots)) == 8  # a 429 from Kommo
+    assert max_in_any_second(arrivals_with_jitter(spaced_slots)) == 7
+    assert spaced_slots[-1] - spaced_slots[0] == pytest.approx(28 / 7 * 1.05, abs=1e-3)  # 5% slower, no more
+
+
+def test_the_kommo_client_uses_the_configured_margin(settings):
+    from crm.kommo import KommoClient
+
+    settings.KOMMO_BASE_URL, settings.KOMMO_ACCESS_TOKEN = "https://x.kommo.com", "t"
+    settings.KOMMO_RATE_MARGIN = 0.05
+    assert KommoClient.from_settings().rate_limiter.interval_us == 150_000

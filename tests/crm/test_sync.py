@@ -605,3 +605,24 @@ def test_an_adopted_note_without_the_join_link_still_gets_the_join_link_note(rsp
     ]
     assert f"Join: {book_url}" in sent(rsps.calls[5])[0]["params"]["text"]
     assert KommoLink.objects.get().join_url_noted == book_url
+
+
+def test_a_task_adopted_after_a_reschedule_is_moved_to_the_new_time(rsps):
+    warm_users()
+    expect_search(rsps, 9785993, email=JONAS)
+    expect_note(rsps)
+    rsps.post(TASKS, body=requests.ConnectionError("connection reset after sending"))
+    assert deliver(old_created())[0] == "failed"  # the task landed with the old time; its answer was lost
+    marker = KommoLink.objects.get().marker
+    deliver("reschedule_1_invitee_canceled_old.json")
+
+    rsps.get(TASKS, json=with_marker("tasks_list.json", marker, "tasks"))
+    expect_move(rsps)  # the "moved" note and the task PATCH
+    assert deliver("reschedule_2_invitee_created_new.json")[0] == "done"
+    assert methods(rsps, 4) == [
+        ("POST", "/api/v4/leads/9785993/notes"),
+        ("GET", "/api/v4/tasks"),
+        ("PATCH", "/api/v4/tasks/4745251"),  # the adopted task gets the new time
+    ]
+    assert sent(rsps.calls[6])["complete_till"] == 1796140800
+    assert final_state()["task"] == (4745251, 1796140800, False)
