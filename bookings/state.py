@@ -143,6 +143,20 @@ def _link(old: Booking, new: Booking) -> None:
         new.save()
 
 
+def _link_partner_that_named(booking: Booking, affected: list[Booking], *, as_old: bool) -> None:
+    """Link the other half of a reschedule that arrived first and named `booking` (as its old or new invitee)."""
+    field = "previous_invitee_uri" if as_old else "next_invitee_uri"
+    partner = Booking.objects.select_for_update().filter(**{field: booking.invitee_uri}).exclude(pk=booking.pk).first()
+    if partner is None or partner.pk in {b.pk for b in affected}:
+        return
+    if as_old:
+        _link(booking, partner)
+        affected.append(partner)
+    else:
+        _link(partner, booking)
+        affected.insert(0, partner)
+
+
 def apply_invitee_created(delivery: CalendlyDelivery) -> list[Booking]:
     invitee, event = delivery.invitee, delivery.scheduled_event
     assert invitee is not None and event is not None
@@ -157,20 +171,10 @@ def apply_invitee_created(delivery: CalendlyDelivery) -> list[Booking]:
             _link(old, booking)
             affected.insert(0, old)
     # The old half may have arrived first and named us; pick up that link too.
-    predecessor = (
-        Booking.objects.select_for_update().filter(next_invitee_uri=invitee.uri).exclude(pk=booking.pk).first()
-    )
-    if predecessor is not None and predecessor.pk not in {b.pk for b in affected}:
-        _link(predecessor, booking)
-        affected.insert(0, predecessor)
+    _link_partner_that_named(booking, affected, as_old=False)
     # A late create of a booking that was already moved: the new half (which names us as its old
     # invitee) came first. We are rescheduled, not a second live meeting to book.
-    successor = (
-        Booking.objects.select_for_update().filter(previous_invitee_uri=invitee.uri).exclude(pk=booking.pk).first()
-    )
-    if successor is not None and successor.pk not in {b.pk for b in affected}:
-        _link(booking, successor)
-        affected.append(successor)
+    _link_partner_that_named(booking, affected, as_old=True)
     return affected
 
 
@@ -199,12 +203,7 @@ def apply_invitee_canceled(delivery: CalendlyDelivery) -> list[Booking]:
         _advance_status(booking, Booking.Status.CANCELED)
         booking.save()
     # The new half may have arrived first and named us as its old invitee.
-    successor = (
-        Booking.objects.select_for_update().filter(previous_invitee_uri=invitee.uri).exclude(pk=booking.pk).first()
-    )
-    if successor is not None and successor.pk not in {b.pk for b in affected}:
-        _link(booking, successor)
-        affected.append(successor)
+    _link_partner_that_named(booking, affected, as_old=True)
     return affected
 
 
