@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import responses
+import time_machine
 from django.test import Client
 
 from bookings.signature import signature_header
@@ -17,6 +19,27 @@ from bookings.signature import signature_header
 FIXTURES = Path(__file__).parent / "fixtures"
 SIGNING_KEY = "qL4x9Zr2Tn8VbK1mWc7PdS3hJf6Ye0Ug5Ra-Xo2Ni_E"
 WEBHOOK_URL = "/webhooks/calendly/"
+
+# The moment every unit test starts at. The Calendly fixtures were recorded around it: their
+# bookings were made on 2026-11-24 and their meetings start between 2026-11-25 and 2026-12-03, so
+# at this instant every fixture meeting lies ahead, as it did when Calendly sent it.
+TEST_NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def test_clock(request: pytest.FixtureRequest) -> Iterator[time_machine.Traveller | None]:
+    """Every unit test runs on a controlled clock that starts at TEST_NOW and ticks on.
+
+    It patches `time.time`, `datetime.now`, `timezone.now` and friends (not `time.monotonic`, which
+    only measures durations). A test about time passing moves it: `test_clock.shift(timedelta(...))`
+    or `test_clock.move_to(...)`, never `time.sleep`. Tests marked `e2e` or `real_clock` keep the real
+    clock: they talk to other processes, which cannot share a patched one.
+    """
+    if request.node.get_closest_marker("e2e") or request.node.get_closest_marker("real_clock"):
+        yield None
+        return
+    with time_machine.travel(TEST_NOW, tick=True) as traveller:
+        yield traveller
 
 
 def load_fixture(name: str) -> bytes:
