@@ -11,7 +11,7 @@ from bookings import processing
 from bookings.models import WebhookEvent
 from bookings.tasks import redact_old_events
 from bookings.webhooks import store_delivery
-from tests.bookings import fake_reconcilers as fake
+from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import load_fixture, to_body
 
 pytestmark = pytest.mark.django_db
@@ -23,11 +23,10 @@ def aged(event_id: int, days: int) -> None:
 
 
 @pytest.fixture
-def events(settings):
+def events(fake_reconcilers, settings):
     settings.CALSYNC_RETENTION_DAYS = 180
-    settings.CALSYNC_RECONCILERS = ["tests.bookings.fake_reconcilers.first"]
+    settings.CALSYNC_RECONCILERS = [FIRST]
     settings.CALSYNC_RETRY_BACKOFF = []
-    fake.reset()
     old_done = store_delivery(load_fixture("calendly/invitee_created.json")).data["id"]
     processing.process_event(old_done)
     old_ignored = store_delivery(
@@ -43,17 +42,16 @@ def events(settings):
             }
         )
     ).data["id"]
-    fake.FAIL["first"] = RuntimeError("kommo down")
+    fake_reconcilers.fail["first"] = RuntimeError("kommo down")
     old_failed = store_delivery(load_fixture("calendly/invitee_canceled.json")).data["id"]
     processing.process_event(old_failed)
-    fake.reset()
+    fake_reconcilers.fail.clear()
     recent_done = store_delivery(load_fixture("calendly/reschedule_2_invitee_created_new.json")).data["id"]
     processing.process_event(recent_done)
     for pk in (old_done, old_ignored, old_failed):
         aged(pk, 200)
     aged(recent_done, 10)
     yield {"old_done": old_done, "old_ignored": old_ignored, "old_failed": old_failed, "recent_done": recent_done}
-    fake.reset()
 
 
 def test_dry_run_reports_and_changes_nothing(events):
