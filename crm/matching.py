@@ -1,4 +1,4 @@
-"""Which Kommo deal a booking belongs to. Pure: Kommo data in, a decision out (design.md "Deal matching").
+"""Which Kommo deal a booking belongs to. Pure: Kommo data in, a decision out (docs/crm.md).
 
 Order: a Deal ID answered on the form → a deal id in the booking link's UTM → the open deals of the
 contacts whose EMAIL equals the invitee's → a remembered manual choice for the same open deals →

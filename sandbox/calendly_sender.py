@@ -1,7 +1,7 @@
-"""Calendly v2 deliveries built, signed and posted the way Calendly does it (see reference/calendly.md §1–§4).
+"""Calendly v2 deliveries built, signed and posted the way Calendly does it (https://developer.calendly.com/api-docs/overview/webhooks/webhook-signatures).
 
 Pure builders first (``booking``, ``created``, ``canceled``, ``reschedule``, ``group``, ``plan``: plain dicts
-shaped exactly like the fixtures in shared/fixtures/calendly/), then ``CalendlySender``, the only part that
+shaped exactly like the fixtures in tests/fixtures/calendly/), then ``CalendlySender``, the only part that
 talks HTTP: it signs each body (``t=…,v1=…`` over the raw bytes) and POSTs it, with optional delays.
 Duplication and order are decided by ``plan`` with a seedable RNG, so chaos runs are reproducible.
 """

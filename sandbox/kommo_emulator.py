@@ -1,4 +1,4 @@
-"""A local Kommo API v4 (see /work/shared/docs/reference/kommo.md): the calls calsync makes, with Kommo's
+"""A local Kommo API v4 (https://developers.kommo.com/reference): the calls calsync makes, with Kommo's
 shapes, status codes and traps — 204 with no body for anything empty, a fuzzy ``query`` over every
 field, lead ids only under ``with=leads``, 400 ``validation-errors``, 7 requests a second answered with
 429 + ``retry_after`` in the body, and (optionally) the IP block: 403 as an HTML page on every call.

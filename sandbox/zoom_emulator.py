@@ -1,4 +1,4 @@
-"""A local Zoom REST v2 + Server-to-Server OAuth (see /work/shared/docs/reference/zoom.md): form-body token
+"""A local Zoom REST v2 + Server-to-Server OAuth (https://developers.zoom.us/docs/api/meetings/): form-body token
 requests with Basic auth, tokens that expire (401 code 124), meetings with 11-digit ids, PATCH/DELETE
 answering 204 and 404 code 3001 once a meeting is gone, 404 code 1001 for unknown users, list pages with
 ``next_page_token`` and agendas cut to 250 characters, per-second limits and the 100-a-day create/update
