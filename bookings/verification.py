@@ -1,7 +1,7 @@
 """Verify live bookings against what is in Kommo and Zoom now, not only against calsync's own records.
 
 Each app named in CALSYNC_VERIFIERS provides a module with:
-- `check(bookings) -> list[Finding]`: read the live state in batches and report what drifted; no writes;
+- `check(bookings, *, low_priority) -> list[Finding]`: read the live state in batches, report what drifted;
 - `prepare_repair(booking, finding) -> None`: forget (in calsync's records) what a person removed, or
   record a person's decision, so that the ordinary reconcilers put back exactly what is missing.
 
@@ -99,7 +99,8 @@ def _not_syncing(bookings: Sequence[Booking]) -> list[Booking]:
 def verify(bookings: Sequence[Booking], *, dry_run: bool = False, source: str = "verify_sync") -> VerifyReport:
     """Check `bookings` against the live state of every service, then repair / record / raise what drifted."""
     report = VerifyReport(dry_run=dry_run)
-    live = _not_syncing([b for b in bookings if b.is_live])
+    now = timezone.now()
+    live = _not_syncing([b for b in bookings if b.is_live and b.end_at > now])  # an ended meeting is history
     report.checked = len(live)
     if not live:
         return report
@@ -108,7 +109,8 @@ def verify(bookings: Sequence[Booking], *, dry_run: bool = False, source: str = 
     for verifier in verifiers:
         by_service[getattr(verifier, "SERVICE", verifier.__name__)] = verifier
         try:
-            report.findings.extend(verifier.check(live))
+            # A person's "Sync again" is not background work: only the scheduled run gives way to webhooks.
+            report.findings.extend(verifier.check(live, low_priority=source != "resync"))
         except Exception as exc:  # one service down must not stop checking the other
             logger.warning("verification by %s failed: %s", verifier.__name__, exc)
             report.failed.append(f"{verifier.__name__}: {type(exc).__name__}: {exc}"[:300])

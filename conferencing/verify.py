@@ -58,7 +58,8 @@ def _to_check(bookings: Sequence[Booking]) -> tuple[dict[int, tuple[Booking, Zoo
     return meetings, unfinished
 
 
-def check(bookings: Sequence[Booking], *, client: ZoomClient | None = None) -> list[Finding]:
+def check(bookings: Sequence[Booking], *, client: ZoomClient | None = None, low_priority: bool = True) -> list[Finding]:
+    """`low_priority` concerns Kommo's shared budget only; Zoom's per-second limits leave room for both."""
     if client is None and not sync.zoom_configured():
         return []
     meetings, findings = _to_check(bookings)

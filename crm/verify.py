@@ -97,7 +97,9 @@ def _links(bookings: Sequence[Booking]) -> dict[int, KommoLink]:
     return {link.booking_id: link for link in KommoLink.objects.filter(booking__in=[b.pk for b in bookings])}
 
 
-def check(bookings: Sequence[Booking], *, client: KommoClient | None = None) -> list[Finding]:
+def check(
+    bookings: Sequence[Booking], *, client: KommoClient | None = None, low_priority: bool = True
+) -> list[Finding]:
     from crm.sync import is_configured
 
     if client is None and not is_configured():
@@ -121,7 +123,7 @@ def check(bookings: Sequence[Booking], *, client: KommoClient | None = None) -> 
         to_read[int(link.task_id)] = (booking, link)
     if not to_read:
         return findings
-    client = client or verifier_client()
+    client = client or (verifier_client() if low_priority else KommoClient.from_settings())
     live = {int(t["id"]): t for t in client.get_tasks(to_read)}
     for task_id, (booking, link) in to_read.items():
         task = live.get(task_id)

@@ -237,3 +237,23 @@ def test_the_verifier_client_uses_the_low_priority_limiter(settings):
 
     assert isinstance(verifier_client().rate_limiter, LowPriorityLimiter)
     _ = responses  # wire mocks come from the rsps fixture in the other tests
+
+
+def test_the_schedule_follows_its_setting_and_can_be_turned_off(settings):
+    from django_q.models import Schedule
+
+    from bookings.tasks import VERIFY_SCHEDULE, verify_live_bookings
+
+    assert Schedule.objects.get(name=VERIFY_SCHEDULE).minutes == 30  # made by the data migration
+    settings.CALSYNC_VERIFY_MINUTES = 0
+    assert verify_live_bookings().startswith("skipped")
+    settings.CALSYNC_VERIFY_MINUTES = 15
+    assert verify_live_bookings().startswith("checked 0 live booking(s)")
+    assert Schedule.objects.get(name=VERIFY_SCHEDULE).minutes == 15
+
+
+def test_an_ended_booking_is_not_verified(rsps, test_clock):
+    book_lucia(rsps)
+    booking = Booking.objects.get()
+    test_clock.move_to(booking.end_at + timedelta(minutes=1))
+    assert verify([booking]).checked == 0  # resync of an old booking recreates nothing
