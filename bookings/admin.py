@@ -186,6 +186,13 @@ def booking_timeline(booking: Booking) -> list[tuple]:
                 lines.append(
                     (attempt.finished_at or attempt.started_at, f"{mark} {step['step']}: {step.get('detail', '')}")
                 )
+    for drift in booking.drifts.all():
+        lines.append(
+            (
+                drift.found_at,
+                f"⚠ {drift.service} changed outside calsync: {drift.detail} [{drift.get_outcome_display()}]",
+            )
+        )
     return sorted(lines, key=lambda line: line[0])
 
 

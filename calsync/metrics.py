@@ -60,7 +60,7 @@ class CalsyncCollector:
         from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
         from django.utils import timezone
 
-        from bookings.models import Booking, ProcessingAttempt, WebhookEvent
+        from bookings.models import Booking, ProcessingAttempt, SyncDrift, WebhookEvent
         from calsync.models import ApiCallCount
 
         status = WebhookEvent.Status
@@ -126,6 +126,15 @@ class CalsyncCollector:
         for row in ApiCallCount.objects.order_by("service", "status").values("service", "status", "count"):
             api.add_metric([row["service"], row["status"]], row["count"])
         yield api
+
+        drift = CounterMetricFamily(
+            "calsync_drift",
+            "Tasks and meetings found changed outside calsync (deleted, completed, moved), by service and kind",
+            labels=["service", "kind"],
+        )
+        for row in SyncDrift.objects.values("service", "kind").annotate(n=Count("pk")).order_by("service", "kind"):
+            drift.add_metric([row["service"], row["kind"]], row["n"])
+        yield drift
 
         events = WebhookEvent.objects
         yield GaugeMetricFamily(

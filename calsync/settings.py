@@ -223,6 +223,16 @@ CALSYNC_PROCESSING_LEASE = env.int("CALSYNC_PROCESSING_LEASE", default=600)
 # How long one event waits for another worker to finish syncing the same booking before retrying later.
 CALSYNC_BOOKING_LOCK_WAIT = env.float("CALSYNC_BOOKING_LOCK_WAIT", default=10.0)
 
+# --- Verification against the live state (bookings.verification; docs/operations.md) -------------
+# Modules with `check(bookings)` and `prepare_repair(booking, finding)`, like CALSYNC_RECONCILERS.
+CALSYNC_VERIFIERS = env.list("CALSYNC_VERIFIERS", default=["conferencing.verify", "crm.verify"])
+# The schedule's interval in minutes; 0 turns the scheduled verification off (verify_sync still works).
+CALSYNC_VERIFY_MINUTES = env.int("CALSYNC_VERIFY_MINUTES", default=30)
+# Live bookings starting within this many days are verified.
+CALSYNC_VERIFY_DAYS = env.int("CALSYNC_VERIFY_DAYS", default=14)
+# Longest a verification waits (seconds) for webhook work to drain before it stops and tries next run.
+CALSYNC_VERIFY_MAX_YIELD = env.float("CALSYNC_VERIFY_MAX_YIELD", default=60.0)
+
 # --- Task queue (django-q2) and the shared cache ---------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 # Shared by every process (web workers, task workers, several machines): never process-local memory.

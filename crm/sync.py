@@ -239,6 +239,9 @@ class BookingSync:
                 self._note(lead_id, "booked", "note_booked", join_url=join_url)
             elif b.rescheduled_from_id and f"booked:{self.token}@{lead_id}" not in booked:
                 self._note(lead_id, "rescheduled", "note_rescheduled", join_url=join_url)
+        restored = link.task_state.get("restored_from")
+        if restored and link.task_id is None and b.is_live:  # a person deleted the task in Kommo
+            self._note(link.lead_id, f"task_restored-{restored}", "note_task_restored")
         self._task()
         if join_url and link.join_url_noted != join_url:
             kind = f"joinlink-{_hash(join_url)}"

@@ -299,6 +299,20 @@ class KommoEmulator(Emulator):
     def _note_links(self, req: Request, note: Mapping[str, Any]) -> dict[str, Any]:
         return {"_links": self._link(req, f"/api/v4/leads/{note['entity_id']}/notes/{note['id']}")}
 
+    def control_action(self, action: str, method: str, body: Any) -> Response | None:
+        """What a person does in Kommo's own screens, which the API cannot: delete a task, or edit one."""
+        if action not in ("delete_task", "edit_task") or method != "POST":
+            return None
+        with self.lock:
+            task = self.data.tasks.get(int(body["id"]))
+            if task is None:
+                return json_response(404, {"error": f"no task {body['id']}"})
+            if action == "delete_task":
+                del self.data.tasks[task["id"]]
+            else:
+                task.update({k: v for k, v in body.items() if k in ("complete_till", "is_completed", "entity_id")})
+        return json_response(200, {"ok": True})
+
     def list_tasks(self, req: Request) -> Response:
         tasks = list(self.data.tasks.values())
         entity_type = req.arg("filter[entity_type]")

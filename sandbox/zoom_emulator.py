@@ -164,6 +164,13 @@ class ZoomEmulator(Emulator):
             now = self.now()
             self.tokens = {token: min(expiry, now) for token, expiry in self.tokens.items()}
             return json_response(200, {"expired": len(self.tokens)})
+        if action == "delete_meeting" and method == "POST":  # a host deleted it in Zoom's web portal
+            with self.lock:
+                meeting = self.meetings.pop(int(body["id"]), None)
+                if meeting is None:
+                    return json_response(404, {"error": f"no meeting {body['id']}"})
+                self.deleted[meeting["id"]] = {**meeting, "deleted_at": _iso(datetime.fromtimestamp(self.now(), UTC))}
+            return json_response(200, {"ok": True})
         return None
 
     # --- OAuth -----------------------------------------------------------------------------------------------
