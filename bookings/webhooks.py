@@ -19,6 +19,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -58,6 +60,7 @@ class CalendlyWebhookView(APIView):
     permission_classes = [AllowAny]
     http_method_names = ["post", "options"]
 
+    @method_decorator(sensitive_variables("keys"))
     def post(self, request: Request) -> Response:
         try:
             raw = read_limited_body(request, settings.CALENDLY_MAX_BODY_BYTES)
