@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TypeVar
 
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, OperationalError, models, transaction
 from django.db.models import Q
 
 from bookings.calendly import (
@@ -66,6 +66,28 @@ def _descriptive_fields(invitee: Invitee, event: ScheduledEvent) -> dict:
     }
 
 
+TRUNCATION_MARK = "…"
+
+
+def fit_to_columns(fields: dict) -> dict:
+    """Shorten text longer than its Booking column, so a 300-character name is stored, not retried forever.
+
+    Text is cut with a "…" marker; a link that does not fit is dropped (a cut link leads nowhere).
+    The keys (invitee and event URIs, e-mail) are bounded by the parser, which refuses longer ones.
+    """
+    fitted = dict(fields)
+    for name, value in fields.items():
+        column = Booking._meta.get_field(name)
+        limit = getattr(column, "max_length", None)
+        if not limit or not isinstance(value, str) or len(value) <= limit:
+            continue
+        if isinstance(column, models.URLField):
+            fitted[name] = ""
+        else:
+            fitted[name] = value[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+    return fitted
+
+
 def _freshness(invitee: Invitee, event: ScheduledEvent) -> datetime | None:
     stamps = [t for t in (invitee.updated_at, event.updated_at) if t is not None]
     return max(stamps) if stamps else None
@@ -96,7 +118,7 @@ def lock_in_order(invitee_uris: Iterable[str | None], pks: Iterable[int] = ()) -
 
 def upsert_booking(invitee: Invitee, event: ScheduledEvent) -> Booking:
     """Create the booking, or refresh its descriptive fields if this delivery is at least as new."""
-    fields = _descriptive_fields(invitee, event)
+    fields = fit_to_columns(_descriptive_fields(invitee, event))
     fresh = _freshness(invitee, event)
     booking = _locked_booking(invitee.uri)
     if booking is None:
@@ -184,8 +206,11 @@ def apply_invitee_canceled(delivery: CalendlyDelivery) -> list[Booking]:
     booking = upsert_booking(invitee, event)
     cancellation = invitee.cancellation
     if cancellation is not None:
-        booking.canceled_by = cancellation.canceled_by or ""
-        booking.canceler_type = cancellation.canceler_type or ""
+        who = fit_to_columns(
+            {"canceled_by": cancellation.canceled_by or "", "canceler_type": cancellation.canceler_type or ""}
+        )
+        booking.canceled_by = who["canceled_by"]
+        booking.canceler_type = who["canceler_type"]
         booking.cancel_reason = cancellation.reason or ""
         booking.canceled_at = cancellation.created_at
     if booking.canceled_at is None:
