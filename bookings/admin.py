@@ -156,6 +156,9 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, ReplayPermissionMixin, admin.ModelAd
     @admin.display(description="payload (as Calendly sent it)")
     def pretty_payload(self, obj: WebhookEvent) -> str:
         text = json.dumps(obj.payload, indent=2, ensure_ascii=False) if obj.payload is not None else obj.raw_text()
+        # SQLite keeps a lone surrogate (escaped) in a payload stored before the parser refused them; the
+        # page cannot be encoded with it: show "?" rather than answer 500.
+        text = text.encode("utf-8", "replace").decode("utf-8")
         return format_html("<pre style='white-space:pre-wrap;max-height:40em;overflow:auto'>{}</pre>", text)
 
     @admin.action(description="Replay selected events", permissions=["replay"])

@@ -4,6 +4,7 @@ shortened copy with a marker, never a 500 and never a retry loop. Runs on SQLite
 import json
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from bookings import processing
@@ -136,3 +137,16 @@ def test_an_event_stored_before_the_bounds_fails_once_and_waits_for_a_person():
     event.refresh_from_db()
     assert event.next_attempt_at is None and "years 1970-2199" in event.last_error
     assert not Booking.objects.exists()
+
+
+def test_admin_page_of_an_event_stored_before_the_bounds_renders(admin_client):
+    """SQLite stored a lone surrogate (escaped) in a payload, and the event's admin page then answered 500."""
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL refuses such a payload outright (jsonb has no lone surrogates)")
+    raw = _created_with_raw(NAME, '"name": "Luc\\ud800a"')
+    event = WebhookEvent.objects.create(
+        kind="invitee.created", raw_body=raw, payload=json.loads(raw), dedupe_key="old", status="failed"
+    )
+    page = admin_client.get(reverse("admin:bookings_webhookevent_change", args=[event.pk]))
+    assert page.status_code == 200
+    assert "Luc?a" in page.content.decode()
