@@ -150,6 +150,13 @@ class Booking(models.Model):
     rescheduled_from = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rescheduled_to"
     )
+    # A reschedule pointer calsync did not follow (another invitee's booking, a second successor, a
+    # cycle): the booking was processed on its own and a person should look. See bookings.reschedule.
+    link_problem = models.TextField(
+        "reschedule link problem",
+        blank=True,
+        help_text="Why calsync ignored a reschedule pointer of this booking. Empty: nothing to check.",
+    )
 
     # No-show (invitee_no_show.created / .deleted): when it was marked and when it was undone, so the
     # end state does not depend on the order the two deliveries arrive in.

@@ -125,6 +125,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Variables marked with @sensitive_variables (the signing keys) stay hidden on error pages even with DEBUG on.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "calsync.debug.AlwaysCleansingFilter"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -3,33 +3,27 @@
 # together, on the embedded default (a SQLite file and django-q2's ORM broker) unless the environment
 # or .env says otherwise. Stop with Ctrl-C.
 #   bash scripts/run.sh               # http://127.0.0.1:8000/admin/ and POST /webhooks/calendly/
-#   BIND=0.0.0.0:8000 bash scripts/run.sh
+#   DEBUG=false BIND=0.0.0.0:8000 bash scripts/run.sh   # refused while DEBUG is on: its error pages leak
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh" requirements.txt
 cd "$ROOT"
 
+source scripts/_local_safety.sh
 if [ ! -f .env ]; then
-  # First start: a local configuration with fresh random secrets. Never commit .env.
-  "$VENV_PY" - <<'PY'
-import secrets
-key = secrets.token_urlsafe(32)
-with open(".env", "w") as f:
-    f.write(f"""# Written by scripts/run.sh for local use. See README.md "Configuration" for every setting.
-DEBUG=true
-SECRET_KEY={secrets.token_urlsafe(50)}
-# Give Calendly this same key when you create the webhook subscription (manage.py calendly_webhook subscribe).
-CALENDLY_SIGNING_KEY={key}
-""")
-print("== wrote .env with a new SECRET_KEY and CALENDLY_SIGNING_KEY")
-PY
+  write_local_env "$VENV_PY"   # first start: fresh random secrets, mode 0600. Never commit .env.
+elif [ -n "$(find .env -perm /077)" ]; then
+  chmod 600 .env && echo "== .env holds secrets: made it readable by you only (mode 0600)"
 fi
+BIND="${BIND:-127.0.0.1:8000}"
+debug=$("$VENV_PY" -c 'import os; os.environ.setdefault("DJANGO_SETTINGS_MODULE", "calsync.settings")
+import django; django.setup(); from django.conf import settings; print(settings.DEBUG)')
+refuse_debug_on_network "$debug" "$BIND" || exit 1
 
 "$VENV_PY" manage.py migrate --noinput -v 0
 "$VENV_PY" manage.py createcachetable
 "$VENV_PY" manage.py collectstatic --noinput -v 0
 "$VENV_PY" manage.py check
 
-BIND="${BIND:-127.0.0.1:8000}"
 pids=()
 stop_all() { kill -TERM "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; }
 trap stop_all INT TERM EXIT
