@@ -9,17 +9,20 @@ field, lead ids only under ``with=leads``, 400 ``validation-errors``, 7 requests
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from sandbox import deal_page, saved_state
 from sandbox.emulator import Emulator, Request, Response, Route, SlidingWindow, json_response, route
 from sandbox.kommo_state import KommoState, ValidationFailed
 
 HAL = "application/hal+json"
 PROBLEM = "application/problem+json"
 MAX_LIMIT = 250
+DEAL_PAGE = re.compile(r"/leads/detail/(?P<lead_id>\d+)")  # where Kommo's web app shows a deal
 BLOCKED_PAGE = b"<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n<center><h1>403 Forbidden</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"  # noqa: E501
 
 
@@ -52,10 +55,22 @@ class KommoEmulator(Emulator):
     }
 
     def reset_state(self, seed: Mapping[str, Any]) -> None:
+        handed_out = self.data.next_id if hasattr(self, "data") else 0
         self.data = KommoState(seed, self.now)
+        self.data.next_id = max(self.data.next_id, handed_out)  # calsync may still hold those ids: never again
         self._window = SlidingWindow(int(self.config["rps"]), float(self.config["rate_window"]))
         self._violations: list[float] = []
         self._blocked_until = 0.0
+
+    def export_state(self) -> dict[str, Any]:
+        return saved_state.export_kommo(self.data)
+
+    def import_state(self, saved: Mapping[str, Any]) -> None:
+        saved_state.import_kommo(self.data, saved)
+
+    def page(self, req: Request) -> Response | None:
+        match = DEAL_PAGE.fullmatch(req.path)
+        return deal_page.render(self.data, int(match["lead_id"])) if match else None
 
     def on_configure(self) -> None:
         self._window = SlidingWindow(int(self.config["rps"]), float(self.config["rate_window"]))

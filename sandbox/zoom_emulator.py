@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sandbox import saved_state
 from sandbox.emulator import Emulator, Request, Response, Route, SlidingWindow, json_response, route
 
 ISO = "%Y-%m-%dT%H:%M:%SZ"
@@ -82,7 +83,9 @@ class ZoomEmulator(Emulator):
         self.deleted: dict[int, dict[str, Any]] = {}
         self.daily: dict[str, int] = {}
         self._page_tokens: dict[str, tuple[int, float]] = {}
-        self._ids = random.Random(seed.get("id_seed", 1))  # noqa: S311 - reproducible ids, not secrets
+        self.id_rng = random.Random(seed.get("id_seed", 1))  # noqa: S311 - reproducible ids, not secrets
+        # Every meeting id handed out, kept across a reset: calsync may still hold it, so never again.
+        self.issued_ids: set[int] = getattr(self, "issued_ids", set())
         self.on_configure()
 
     def on_configure(self) -> None:
@@ -158,6 +161,12 @@ class ZoomEmulator(Emulator):
         if allowed:
             return zoom_error(405, 405, f"Method {req.method} not allowed")
         return zoom_error(404, 404, f"Invalid api {req.path}")
+
+    def export_state(self) -> dict[str, Any]:
+        return saved_state.export_zoom(self)
+
+    def import_state(self, saved: Mapping[str, Any]) -> None:
+        saved_state.import_zoom(self, saved)
 
     def control_action(self, action: str, method: str, body: Any) -> Response | None:
         if action == "expire_tokens" and method == "POST":
@@ -289,8 +298,9 @@ class ZoomEmulator(Emulator):
 
     def _new_id(self) -> int:
         while True:
-            candidate = self._ids.randrange(80_000_000_000, 99_999_999_999)  # 11 digits, past 32 bits
-            if candidate not in self.meetings and candidate not in self.deleted:
+            candidate = self.id_rng.randrange(80_000_000_000, 99_999_999_999)  # 11 digits, past 32 bits
+            if candidate not in self.meetings and candidate not in self.deleted and candidate not in self.issued_ids:
+                self.issued_ids.add(candidate)
                 return candidate
 
     def _with_urls(self, meeting: Mapping[str, Any]) -> dict[str, Any]:
@@ -309,9 +319,9 @@ class ZoomEmulator(Emulator):
         if isinstance(fields, Response):
             return fields
         meeting_id = self._new_id()
-        password = fields.pop("password", None) or f"{self._ids.randrange(10**5, 10**6)}"
+        password = fields.pop("password", None) or f"{self.id_rng.randrange(10**5, 10**6)}"
         meeting = {
-            "uuid": base64.b64encode(self._ids.randbytes(16)).decode(),
+            "uuid": base64.b64encode(self.id_rng.randbytes(16)).decode(),
             "id": meeting_id,
             "host_id": user["id"],
             "host_email": user["email"],

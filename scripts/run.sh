@@ -47,7 +47,10 @@ PY
 )
 if [ "$configured" = "no" ] && [ "${CALSYNC_SANDBOX:-}" != "false" ]; then
   rm -f var/sandbox.env
-  "$VENV_PY" manage.py run_emulators --env-file var/sandbox.env > var/emulators.log 2>&1 &
+  # var/emulators.json keeps the emulators' data across restarts: calsync's database holds the ids they
+  # handed out, so they must never start over (delete it only together with var/calsync.sqlite3).
+  "$VENV_PY" manage.py run_emulators --env-file var/sandbox.env --state-file var/emulators.json \
+    > var/emulators.log 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do [ -s var/sandbox.env ] && break; kill -0 "${pids[-1]}" 2>/dev/null || { cat var/emulators.log; exit 1; }; sleep 0.1; done
   set -a; source var/sandbox.env; set +a   # exported values win over .env
