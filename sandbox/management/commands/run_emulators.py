@@ -9,6 +9,7 @@ CRM, printing the settings that point calsync at them. Stop with Ctrl-C.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -80,7 +81,7 @@ class Command(BaseCommand):
             latency_ms=options["latency_ms"],
             state_file=options["state_file"],
         )
-        env = demo.sandbox_env(kommo.url, zoom.url)
+        env = {**demo.sandbox_env(kommo.url, zoom.url), **demo.sandbox_policies(os.environ)}
         lines = [f"{name}={value}" for name, value in env.items()]
         if options["env_file"]:
             # Written only once both are listening, and atomically: a script that waits for the file to
