@@ -53,5 +53,18 @@ def test_reset_password_makes_the_admin_when_someone_else_is_the_superuser(capsy
 
 def test_only_in_the_sandbox(settings):
     settings.CALSYNC_SANDBOX = False
+    settings.KOMMO_BASE_URL = "https://acme.kommo.com"
+    with pytest.raises(CommandError, match="only in the sandbox"):
+        call_command("sandbox_admin", "--reset-password")
+
+
+def test_reset_works_from_a_second_terminal_where_nothing_real_is_configured(settings, monkeypatch, capsys):
+    """scripts/run.sh sets CALSYNC_SANDBOX only for its own processes; a second terminal has only .env."""
+    settings.CALSYNC_SANDBOX = False
+    settings.KOMMO_BASE_URL = settings.ZOOM_CLIENT_ID = ""
+    monkeypatch.delenv("CALSYNC_SANDBOX", raising=False)
+    call_command("sandbox_admin", "--reset-password")
+    assert authenticate(username="admin", password=printed_password(capsys.readouterr().out)).is_superuser
+    monkeypatch.setenv("CALSYNC_SANDBOX", "false")
     with pytest.raises(CommandError, match="only in the sandbox"):
         call_command("sandbox_admin", "--reset-password")

@@ -7,6 +7,7 @@ first one is printed only once). Never used outside the sandbox.
 
 from __future__ import annotations
 
+import os
 import secrets
 
 from django.conf import settings
@@ -28,7 +29,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        if not settings.CALSYNC_SANDBOX:
+        if not in_sandbox():
             raise CommandError("only in the sandbox (CALSYNC_SANDBOX=true); use createsuperuser otherwise")
         User = get_user_model()
         if options["reset_password"]:
@@ -41,6 +42,15 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser(USERNAME, email="", password=password)
         self.stdout.write(f"admin login for the sandbox: user {USERNAME}, password {password}")
+
+
+def in_sandbox() -> bool:
+    """CALSYNC_SANDBOX is on (scripts/run.sh turns it on for the processes it starts), or, from a second
+    terminal, nothing points calsync at a real Kommo or Zoom: the case where scripts/run.sh runs the sandbox."""
+    if settings.CALSYNC_SANDBOX:
+        return True
+    switched_off = os.environ.get("CALSYNC_SANDBOX", "").strip().lower() in ("false", "0", "no", "off")
+    return not (settings.KOMMO_BASE_URL or settings.ZOOM_CLIENT_ID or switched_off)
 
 
 def reset_password(username: str) -> str:
