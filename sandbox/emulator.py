@@ -173,9 +173,9 @@ class Emulator:
         if not is_loopback(req.client_host):
             return Response(403, b"emulators answer loopback clients only\n", "text/plain")
         if req.path.startswith(CONTROL_PREFIX):
-            with self.lock:
-                answer = self._control(req)
-                if req.method != "GET":
+            answer = self._control(req)
+            if req.method != "GET":
+                with self.lock:
                     self._changed()
             return answer
         if req.method == "GET":
