@@ -201,3 +201,19 @@ def test_the_state_file_restores_zoom_tokens_so_calsyncs_cached_token_still_work
     finally:
         kommo.stop()
         zoom.stop()
+
+
+def test_a_newer_demo_seed_adds_what_the_saved_state_lacks(tmp_path):
+    state_file = tmp_path / "emulators.json"
+    older = demo.kommo_seed()
+    older["contacts"] = [c for c in older["contacts"] if c["emails"] != [demo.SEVERAL_DEALS_EMAIL]]
+    kommo, zoom = start_emulators(kommo_port=0, zoom_port=0, kommo_seed=older, state_file=state_file)
+    kommo.stop()
+    zoom.stop()
+    kommo, zoom = start_emulators(kommo_port=0, zoom_port=0, state_file=state_file)
+    try:
+        emails = {f["values"][0]["value"] for c in kommo.state()["contacts"] for f in c["custom_fields_values"] or []}
+        assert demo.SEVERAL_DEALS_EMAIL in emails
+    finally:
+        kommo.stop()
+        zoom.stop()
