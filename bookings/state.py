@@ -238,6 +238,11 @@ def is_handled_kind(kind: str) -> bool:
     return kind in HANDLERS
 
 
+def handled_kinds() -> tuple[str, ...]:
+    """Every delivery kind calsync acts on: what a webhook subscription must ask Calendly for."""
+    return tuple(HANDLERS)
+
+
 T = TypeVar("T")
 DEADLOCK_RETRIES = 3
 

@@ -29,6 +29,7 @@ DIGEST_LOCK = "calsync:alert-digest-lock"
 # Kinds, in the order the digest lists them.
 SUBSCRIPTION_DISABLED = "subscription_disabled"
 SUBSCRIPTION_MISSING = "subscription_missing"
+SUBSCRIPTION_INCOMPLETE = "subscription_incomplete"
 KOMMO_DISCONNECTED = "kommo_disconnected"
 EVENT_FAILED = "event_failed"
 REVIEW_NEAR_MEETING = "review_near_meeting"
@@ -38,6 +39,7 @@ OTHER = "other"
 KIND_TITLES = {
     SUBSCRIPTION_DISABLED: "Calendly webhook subscription disabled",
     SUBSCRIPTION_MISSING: "Calendly webhook subscription missing",
+    SUBSCRIPTION_INCOMPLETE: "Calendly webhook subscription lacks a kind calsync handles",
     KOMMO_DISCONNECTED: "Kommo connection needs reconnecting",
     EVENT_FAILED: "Failed events that need attention",
     REVIEW_NEAR_MEETING: "Review items whose meeting is soon",
@@ -138,7 +140,13 @@ def _compose(alerts: list[Alert]) -> tuple[str, str]:
     by_kind: dict[str, list[Alert]] = {}
     for alert in alerts:
         by_kind.setdefault(alert.kind if alert.kind in KIND_TITLES else OTHER, []).append(alert)
-    urgent = by_kind.keys() & {SUBSCRIPTION_DISABLED, SUBSCRIPTION_MISSING, KOMMO_DISCONNECTED, REVIEW_NEAR_MEETING}
+    urgent = by_kind.keys() & {
+        SUBSCRIPTION_DISABLED,
+        SUBSCRIPTION_MISSING,
+        SUBSCRIPTION_INCOMPLETE,
+        KOMMO_DISCONNECTED,
+        REVIEW_NEAR_MEETING,
+    }
     subject = f"{settings.EMAIL_SUBJECT_PREFIX}calsync: {len(alerts)} alert(s)" + (" — action needed" if urgent else "")
     lines = ["calsync found the following since its last report.", ""]
     for kind, title in KIND_TITLES.items():
