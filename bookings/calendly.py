@@ -116,6 +116,7 @@ class Invitee:
     cancellation: Cancellation | None = None
     text_reminder_number: str | None = None
     no_show_created_at: datetime | None = None  # from `no_show {uri, created_at}` when marked
+    no_show_uri: str | None = None  # each mark has its own
 
 
 @dataclass(frozen=True)
@@ -290,6 +291,7 @@ def parse_invitee(raw: Mapping[str, Any], path: str = "payload") -> tuple[Invite
         cancellation = _parse_cancellation(
             _opt_dict(event_raw, "cancellation", f"{path}.scheduled_event"), f"{path}.scheduled_event.cancellation"
         )
+    no_show = _opt_dict(raw, "no_show", path) or {}
     email = _req_str(raw, "email", path).strip()
     if "@" not in email:
         raise PayloadError(f"{path}.email", "not an e-mail address")
@@ -313,7 +315,8 @@ def parse_invitee(raw: Mapping[str, Any], path: str = "payload") -> tuple[Invite
         new_invitee_uri=_opt_str(raw, "new_invitee", path),
         cancellation=cancellation,
         text_reminder_number=_opt_str(raw, "text_reminder_number", path),
-        no_show_created_at=_opt_time(_opt_dict(raw, "no_show", path) or {}, "created_at", f"{path}.no_show"),
+        no_show_created_at=_opt_time(no_show, "created_at", f"{path}.no_show"),
+        no_show_uri=_opt_str(no_show, "uri", f"{path}.no_show"),
     )
     return invitee, scheduled_event
 
@@ -352,11 +355,27 @@ def parse_delivery(raw_body: bytes) -> CalendlyDelivery:
     return parse_delivery_data(decode_body(raw_body))
 
 
-def dedupe_key(delivery: CalendlyDelivery) -> str | None:
-    """One row per (kind, invitee): each invitee is created once and cancelled once.
+NO_SHOW_KINDS = frozenset({INVITEE_NO_SHOW_CREATED, INVITEE_NO_SHOW_DELETED})
 
+
+def delivery_key(kind: str, uri: str, *, no_show_uri: str | None = None, created_at: datetime | None = None) -> str:
+    """The de-duplication key of a delivery; every place that stores or looks one up builds it here.
+
+    (kind, invitee URI): each invitee is created once and cancelled once. A no-show can be marked,
+    undone and marked again, each mark with its own `no_show.uri`, so the no-show kinds add it (or,
+    without one, the delivery's own `created_at`, which a redelivery repeats). Keys of the invitee
+    kinds are the same as they always were, so rows stored before stay valid.
     Never the event URI: a group event sends one delivery per invitee under the same event.
     """
-    if delivery.payload_uri:
-        return f"{delivery.kind}|{delivery.payload_uri}"
-    return None
+    if kind in NO_SHOW_KINDS:
+        mark = no_show_uri or (created_at.isoformat() if created_at else None)
+        if mark:
+            return f"{kind}|{uri}|{mark}"
+    return f"{kind}|{uri}"
+
+
+def dedupe_key(delivery: CalendlyDelivery) -> str | None:
+    if not delivery.payload_uri:
+        return None
+    no_show_uri = delivery.invitee.no_show_uri if delivery.invitee else None
+    return delivery_key(delivery.kind, delivery.payload_uri, no_show_uri=no_show_uri, created_at=delivery.created_at)

@@ -29,6 +29,7 @@ from bookings.calendly import (
     INVITEE_CANCELED,
     INVITEE_CREATED,
     PayloadError,
+    delivery_key,
     parse_location,
     parse_timestamp,
 )
@@ -170,7 +171,7 @@ class Reconciler:
             kind = needed_delivery(invitee, bookings.get(uri))
             if kind is None:
                 continue
-            existing = WebhookEvent.objects.filter(dedupe_key=f"{kind}|{uri}").only("pk").first()
+            existing = WebhookEvent.objects.filter(dedupe_key=delivery_key(kind, uri)).only("pk").first()
             if existing is not None:  # already in the pipeline (queued, failed or done)
                 report.already_stored.append((kind, uri, existing.pk))
                 continue
