@@ -126,6 +126,7 @@ class CalendlyDelivery:
     created_by: str | None
     # Only for invitee.* kinds; other kinds are stored and ignored, so their payload is not parsed.
     invitee: Invitee | None = None
+    # None when the payload had no `scheduled_event`: processing reads it from the API.
     scheduled_event: ScheduledEvent | None = None
     payload_uri: str | None = None
 
@@ -273,16 +274,22 @@ def parse_scheduled_event(raw: Mapping[str, Any], path: str) -> ScheduledEvent:
     )
 
 
-def parse_invitee(raw: Mapping[str, Any], path: str = "payload") -> tuple[Invitee, ScheduledEvent]:
-    event_raw = _opt_dict(raw, "scheduled_event", path)
-    if event_raw is None:
-        raise PayloadError(f"{path}.scheduled_event", "required, missing (start and end time live there)")
-    scheduled_event = parse_scheduled_event(event_raw, f"{path}.scheduled_event")
+def parse_invitee(raw: Mapping[str, Any], path: str = "payload") -> tuple[Invitee, ScheduledEvent | None]:
+    """The invitee, and its embedded event (None when the payload has no `scheduled_event`).
+
+    Calendly's published 2023 spec examples omit `scheduled_event`; such a payload is accepted and
+    processing reads the event from the API by the URI in `event` (`bookings.event_lookup`).
+    """
+    event_raw = _opt_dict(raw, "scheduled_event", path) or {}
+    scheduled_event = parse_scheduled_event(event_raw, f"{path}.scheduled_event") if event_raw else None
+    embedded_uri = scheduled_event.uri if scheduled_event else None
     event_value = raw.get("event")
     if isinstance(event_value, Mapping):  # an old v1-style shape; the URI is all we use
-        event_uri = _opt_str(event_value, "uri", f"{path}.event") or scheduled_event.uri
+        event_uri = _opt_str(event_value, "uri", f"{path}.event") or embedded_uri
     else:
-        event_uri = _opt_str(raw, "event", path) or scheduled_event.uri
+        event_uri = _opt_str(raw, "event", path) or embedded_uri
+    if not event_uri:
+        raise PayloadError(f"{path}.event", "required when scheduled_event is missing (the event is read by it)")
     tracking_raw = _opt_dict(raw, "tracking", path) or {}
     tracking = {k: v for k, v in tracking_raw.items() if isinstance(v, str) and v}
     # Cancellation sits at the top of the payload; older deliveries only had it inside scheduled_event.

@@ -31,6 +31,7 @@ from bookings.calendly import (
     ScheduledEvent,
     parse_delivery_data,
 )
+from bookings.event_lookup import with_scheduled_event
 from bookings.models import Booking, WebhookEvent
 
 _STATUS_RANK = {Booking.Status.SCHEDULED: 0, Booking.Status.RESCHEDULED: 1, Booking.Status.CANCELED: 1}
@@ -303,7 +304,7 @@ def _relink(bookings: list[Booking]) -> list[Booking]:
 
 def apply_event(event: WebhookEvent) -> list[Booking]:
     """Apply a stored event to its booking(s); return the bookings to sync (with reschedule partners)."""
-    delivery = parse_delivery_data(event.payload)
+    delivery = with_scheduled_event(parse_delivery_data(event.payload))
     handler = HANDLERS[delivery.kind]
     bookings = retry_on_deadlock(lambda: _apply(event, delivery, handler))
     bookings = relink(bookings)

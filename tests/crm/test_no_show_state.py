@@ -38,7 +38,7 @@ def test_the_no_show_time_is_parsed():
 
 def test_a_no_show_payload_without_the_invitee_is_a_clear_error():
     data = {"event": "invitee_no_show.created", "payload": {"uri": "https://api.calendly.com/invitee_no_shows/1"}}
-    with pytest.raises(PayloadError, match=r"\$\.payload\.scheduled_event"):
+    with pytest.raises(PayloadError, match=r"\$\.payload\.event"):  # neither the event nor its URI
         parse_delivery_data(data)
 
 
