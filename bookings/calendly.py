@@ -33,6 +33,15 @@ CALENDLY_CONFERENCE_TYPES = frozenset(
 )
 
 
+# A conference location with this status has no join link and never will: Calendly made no conference.
+CONFERENCE_FAILED = "failed"
+
+
+def calendly_owns(location_type: str | None, status: str | None) -> bool:
+    """Whether Calendly made (or is still making) the conference: a conference type that did not fail."""
+    return location_type in CALENDLY_CONFERENCE_TYPES and status != CONFERENCE_FAILED
+
+
 class PayloadError(ValueError):
     """The body is not a Calendly delivery calsync can use. `path` is where it went wrong."""
 
@@ -51,7 +60,7 @@ class Location:
 
     @property
     def calendly_owns_conference(self) -> bool:
-        return self.type in CALENDLY_CONFERENCE_TYPES
+        return calendly_owns(self.type, self.status)
 
 
 @dataclass(frozen=True)

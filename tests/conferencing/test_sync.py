@@ -459,3 +459,34 @@ def test_a_killed_holders_event_lock_expires_with_the_processing_lease(settings,
     with event_lock("https://api.calendly.com/scheduled_events/lease-test"):
         pass
     assert timeouts == [7]
+
+
+@pytest.mark.parametrize("location_type", ["zoom_conference", "zoom", "google_conference"])
+def test_a_calendly_conference_that_failed_gets_a_meeting_of_ours(rsps, location_type):
+    # Calendly's spec lists `failed` among a conference's statuses: no join link will ever come.
+    warm_caches()
+    expect_create(rsps, json=CREATED)
+    data = custom_location(load_json("calendly/invitee_created.json"))
+    data["payload"]["scheduled_event"]["location"] = {
+        "type": location_type,
+        "status": "failed",
+        "join_url": None,
+        "data": None,
+    }
+    event = deliver(data)
+    assert event.status == "done", event.last_error
+    assert step_detail(event) == f"created meeting {MEETING_ID}"
+    booking = Booking.objects.get()
+    assert not booking.calendly_owns_conference and booking.calendly_conference_failed
+    assert booking.conference_join_url == CREATED["join_url"]
+
+
+def test_a_calendly_conference_still_processing_is_waited_for(rsps):
+    data = copy.deepcopy(load_json("calendly/invitee_created.json"))
+    data["payload"]["scheduled_event"]["location"] = {
+        "type": "zoom_conference",
+        "status": "processing",
+        "join_url": None,
+    }
+    event = deliver(data)
+    assert step_detail(event) == "no Zoom meeting: Calendly provides the conference (zoom_conference)"

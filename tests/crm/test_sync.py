@@ -669,3 +669,24 @@ def test_a_task_adopted_after_a_reschedule_is_moved_to_the_new_time(rsps):
     ]
     assert sent(rsps.calls[6])["complete_till"] == 1796140800
     assert final_state()["task"] == (4745251, 1796140800, False)
+
+
+def test_the_booked_note_says_calendlys_conference_failed(rsps, settings):
+    settings.ZOOM_ACCOUNT_ID, settings.ZOOM_CLIENT_ID, settings.ZOOM_CLIENT_SECRET = "acct", "client", "secret"
+    warm_users()
+    expect_search(rsps, 9785993)
+    expect_note(rsps)
+    expect_task(rsps)
+    data = without_deal_id()
+    data["payload"]["scheduled_event"]["location"] = {"type": "zoom_conference", "status": "failed", "join_url": None}
+    status, _ = deliver(data)
+    assert status == "done"
+    text = sent(rsps.calls[2])[0]["params"]["text"]
+    assert "Calendly could not create the zoom_conference conference: calsync is making its own Zoom meeting" in text
+    # Once calsync's meeting exists, the note says where its link came from.
+    from crm import notes
+
+    meeting = booking()
+    meeting.conference_join_url = "https://us06web.zoom.us/j/84849729157?pwd=x"
+    text = notes.render("note_booked", notes.meeting_context(meeting, join_url=meeting.conference_join_url))
+    assert "calsync made its own Zoom meeting instead.\nJoin: https://us06web.zoom.us/j/84849729157" in text
