@@ -490,3 +490,50 @@ def test_a_calendly_conference_still_processing_is_waited_for(rsps):
     }
     event = deliver(data)
     assert step_detail(event) == "no Zoom meeting: Calendly provides the conference (zoom_conference)"
+
+
+# --- the host's daily create/update cap (Zoom error code 300) -----------------------------------------
+
+DAILY_CAP = {"code": 300, "message": "A maximum of 100 meetings can be created/updated for a single user in one day."}
+
+
+@pytest.mark.parametrize("status", [400, 429])
+def test_daily_cap_code_300_defers_to_the_reset_and_keeps_the_in_flight_row(rsps, status):
+    warm_caches()
+    expect_create(rsps, status=status, json=DAILY_CAP)
+    event = deliver(custom_location(load_json("calendly/invitee_created.json")))
+    assert event.status == "failed" and "daily create/update limit" in event.last_error
+    midnight = datetime(2026, 11, 25, tzinfo=UTC)
+    assert abs((event.next_attempt_at - midnight).total_seconds()) < 5  # the reset, not a 1-minute backoff
+    assert ZoomMeeting.objects.get().status == "creating"  # kept, not deleted
+    assert len(rsps.calls) == 1
+
+
+def test_a_booking_near_its_start_without_a_meeting_raises_an_alert(rsps, test_clock):
+    from calsync import alerts
+    from calsync.models import Alert
+
+    warm_caches()
+    expect_create(rsps, status=400, json=DAILY_CAP)
+    deliver(custom_location(load_json("calendly/invitee_created.json")))
+    booking = Booking.objects.get()
+    assert alerts.collect_alerts() == 0  # the meeting is a week away: nothing to do yet
+    test_clock.move_to(booking.start_at - timedelta(hours=3))
+    assert alerts.collect_alerts() == 1
+    alert = Alert.objects.get(kind="zoom_meeting_missing")
+    assert f"booking #{booking.pk}" in alert.summary and "no Zoom meeting" in alert.summary
+    assert alerts.collect_alerts() == 0  # raised once
+
+
+def test_daily_cap_alert_names_the_limit_while_it_lasts(rsps, test_clock):
+    from calsync import alerts
+    from calsync.models import Alert
+
+    test_clock.move_to(datetime(2026, 12, 2, 9, tzinfo=UTC))  # the meeting is at 15:00 the same day
+    warm_caches()
+    expect_create(rsps, status=429, json=DAILY_CAP)
+    deliver(custom_location(load_json("calendly/invitee_created.json")))
+    test_clock.shift(timedelta(hours=3))
+    alerts.collect_alerts()
+    summary = Alert.objects.get(kind="zoom_meeting_missing").summary
+    assert f"daily create/update limit for host {ZOOM_USER} is reached until 2026-12-03 00:00 UTC" in summary
