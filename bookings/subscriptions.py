@@ -85,6 +85,10 @@ class SubscribeResult:
 
 def subscribe(client: CalendlyClient, url: str, scope: str | None = None) -> SubscribeResult:
     owner = find_owner(client, scope)
+    # Ours may live at a URL variant (a recreated or upgraded one): Calendly would not answer 409 for it.
+    active = [s for s in find_subscriptions(client, owner, url) if s.get("state") == "active"]
+    if active:
+        return SubscribeResult(subscription=active[0], created=False, generated_key=None)
     configured = settings.CALENDLY_SIGNING_KEYS[0] if settings.CALENDLY_SIGNING_KEYS else None
     key = configured or secrets.token_urlsafe(32)
     try:

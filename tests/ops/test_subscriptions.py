@@ -31,9 +31,10 @@ def run(*args) -> str:
 
 def test_subscribe_uses_the_configured_key_and_never_prints_it(rsps):
     mock_me(rsps)
+    mock_subscriptions(rsps, [])
     rsps.post(f"{API}/webhook_subscriptions", json=api_json("webhook_subscription_created.json"), status=201)
     output = run("subscribe", "--url", HOOK_URL)
-    body = json.loads(rsps.calls[1].request.body)
+    body = json.loads(rsps.calls[2].request.body)
     assert body == {
         "url": HOOK_URL,
         "events": ALL_KINDS,
@@ -48,9 +49,10 @@ def test_subscribe_uses_the_configured_key_and_never_prints_it(rsps):
 def test_subscribe_without_a_key_generates_one_and_prints_it_once(rsps, settings):
     settings.CALENDLY_SIGNING_KEYS = []
     mock_me(rsps)
+    mock_subscriptions(rsps, [])
     rsps.post(f"{API}/webhook_subscriptions", json=api_json("webhook_subscription_created.json"), status=201)
     output = run("subscribe", "--url", HOOK_URL)
-    key = json.loads(rsps.calls[1].request.body)["signing_key"]
+    key = json.loads(rsps.calls[2].request.body)["signing_key"]
     assert len(key) >= 40
     assert output.count(key) == 1 and f"CALENDLY_SIGNING_KEY={key}" in output
     assert "shown only this once" in output
@@ -58,15 +60,17 @@ def test_subscribe_without_a_key_generates_one_and_prints_it_once(rsps, settings
 
 def test_subscribe_user_scope_names_the_user(rsps):
     mock_me(rsps)
+    mock_subscriptions(rsps, [], scope="user")
     rsps.post(f"{API}/webhook_subscriptions", json=api_json("webhook_subscription_created.json"), status=201)
     run("subscribe", "--url", HOOK_URL, "--scope", "user")
-    body = json.loads(rsps.calls[1].request.body)
+    body = json.loads(rsps.calls[2].request.body)
     assert body["scope"] == "user" and body["user"] == ME
 
 
 def test_subscribe_409_shows_the_existing_subscription(rsps, settings):
     settings.CALENDLY_SIGNING_KEYS = []
     mock_me(rsps)
+    mock_subscriptions(rsps, [])  # in another scope, or made a moment ago: Calendly still knows the URL
     rsps.post(f"{API}/webhook_subscriptions", json=api_json("error_409_already_exists.json"), status=409)
     mock_subscriptions(rsps, [subscription("active", created_at="2026-10-01T08:00:00.000000Z")])
     output = run("subscribe", "--url", HOOK_URL)
@@ -261,9 +265,8 @@ def test_check_reports_a_subscription_without_the_no_show_kinds(rsps):
     assert "subscribe --upgrade" in str(caught.value)
 
 
-def test_subscribe_409_on_an_old_subscription_says_how_to_upgrade(rsps):
+def test_subscribe_on_an_old_subscription_says_how_to_upgrade(rsps):
     mock_me(rsps)
-    rsps.post(f"{API}/webhook_subscriptions", json=api_json("error_409_already_exists.json"), status=409)
     mock_subscriptions(rsps, [subscription("active", events=OLD_KINDS)])
     output = run("subscribe", "--url", HOOK_URL)
     assert "does not deliver invitee_no_show.created, invitee_no_show.deleted" in output
@@ -286,6 +289,14 @@ def test_upgrade_creates_the_new_subscription_before_deleting_the_old(rsps):
     posted = json.loads(rsps.calls[4].request.body)
     assert posted["events"] == ALL_KINDS and posted["signing_key"] == SIGNING_KEY
     assert "Upgraded" in output and NEW_URI in output and "deleted" in output
+
+
+def test_subscribe_after_an_upgrade_finds_the_url_variant_and_creates_nothing(rsps):
+    mock_me(rsps)
+    mock_subscriptions(rsps, [subscription("active", uri=NEW_URI, url=f"{HOOK_URL}?calsync_generation=1")])
+    output = run("subscribe", "--url", HOOK_URL)
+    assert "already subscribed" in output and NEW_URI in output and "does not deliver" not in output
+    assert [c.request.method for c in rsps.calls] == ["GET", "GET"]
 
 
 def test_a_failed_upgrade_leaves_the_old_subscription_alone(rsps):
