@@ -49,6 +49,15 @@ def _clip(value: object, length: int = 80) -> str:
     return text if len(text) <= length else text[:length] + "…"
 
 
+# A conference location with this status has no join link and never will: Calendly made no conference.
+CONFERENCE_FAILED = "failed"
+
+
+def calendly_owns(location_type: str | None, status: str | None) -> bool:
+    """Whether Calendly made (or is still making) the conference: a conference type that did not fail."""
+    return location_type in CALENDLY_CONFERENCE_TYPES and status != CONFERENCE_FAILED
+
+
 class PayloadError(ValueError):
     """The body is not a Calendly delivery calsync can use. `path` is where it went wrong."""
 
@@ -67,7 +76,7 @@ class Location:
 
     @property
     def calendly_owns_conference(self) -> bool:
-        return self.type in CALENDLY_CONFERENCE_TYPES
+        return calendly_owns(self.type, self.status)
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,7 @@ class Invitee:
     cancellation: Cancellation | None = None
     text_reminder_number: str | None = None
     no_show_created_at: datetime | None = None  # from `no_show {uri, created_at}` when marked
+    no_show_uri: str | None = None  # each mark has its own
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,7 @@ class CalendlyDelivery:
     created_by: str | None
     # Only for invitee.* kinds; other kinds are stored and ignored, so their payload is not parsed.
     invitee: Invitee | None = None
+    # None when the payload had no `scheduled_event`: processing reads it from the API.
     scheduled_event: ScheduledEvent | None = None
     payload_uri: str | None = None
 
@@ -298,16 +309,22 @@ def parse_scheduled_event(raw: Mapping[str, Any], path: str) -> ScheduledEvent:
     )
 
 
-def parse_invitee(raw: Mapping[str, Any], path: str = "payload") -> tuple[Invitee, ScheduledEvent]:
-    event_raw = _opt_dict(raw, "scheduled_event", path)
-    if event_raw is None:
-        raise PayloadError(f"{path}.scheduled_event", "required, missing (start and end time live there)")
-    scheduled_event = parse_scheduled_event(event_raw, f"{path}.scheduled_event")
+def parse_invitee(raw: Mapping[str, Any], path: str = "payload") -> tuple[Invitee, ScheduledEvent | None]:
+    """The invitee, and its embedded event (None when the payload has no `scheduled_event`).
+
+    Calendly's published 2023 spec examples omit `scheduled_event`; such a payload is accepted and
+    processing reads the event from the API by the URI in `event` (`bookings.event_lookup`).
+    """
+    event_raw = _opt_dict(raw, "scheduled_event", path) or {}
+    scheduled_event = parse_scheduled_event(event_raw, f"{path}.scheduled_event") if event_raw else None
+    embedded_uri = scheduled_event.uri if scheduled_event else None
     event_value = raw.get("event")
     if isinstance(event_value, Mapping):  # an old v1-style shape; the URI is all we use
-        event_uri = _opt_str(event_value, "uri", f"{path}.event") or scheduled_event.uri
+        event_uri = _opt_str(event_value, "uri", f"{path}.event") or embedded_uri
     else:
-        event_uri = _opt_str(raw, "event", path) or scheduled_event.uri
+        event_uri = _opt_str(raw, "event", path) or embedded_uri
+    if not event_uri:
+        raise PayloadError(f"{path}.event", "required when scheduled_event is missing (the event is read by it)")
     tracking_raw = _opt_dict(raw, "tracking", path) or {}
     tracking = {k: v for k, v in tracking_raw.items() if isinstance(v, str) and v}
     # Cancellation sits at the top of the payload; older deliveries only had it inside scheduled_event.
@@ -316,6 +333,7 @@ def parse_invitee(raw: Mapping[str, Any], path: str = "payload") -> tuple[Invite
         cancellation = _parse_cancellation(
             _opt_dict(event_raw, "cancellation", f"{path}.scheduled_event"), f"{path}.scheduled_event.cancellation"
         )
+    no_show = _opt_dict(raw, "no_show", path) or {}
     email = _req_str(raw, "email", path, max_length=MAX_EMAIL_LENGTH).strip()
     if "@" not in email:
         raise PayloadError(f"{path}.email", "not an e-mail address")
@@ -341,7 +359,8 @@ def parse_invitee(raw: Mapping[str, Any], path: str = "payload") -> tuple[Invite
         new_invitee_uri=_opt_str(raw, "new_invitee", path),
         cancellation=cancellation,
         text_reminder_number=_opt_str(raw, "text_reminder_number", path),
-        no_show_created_at=_opt_time(_opt_dict(raw, "no_show", path) or {}, "created_at", f"{path}.no_show"),
+        no_show_created_at=_opt_time(no_show, "created_at", f"{path}.no_show"),
+        no_show_uri=_opt_str(no_show, "uri", f"{path}.no_show"),
     )
     return invitee, scheduled_event
 
@@ -438,11 +457,27 @@ def parse_delivery(raw_body: bytes) -> CalendlyDelivery:
     return parse_delivery_data(decode_body(raw_body))
 
 
-def dedupe_key(delivery: CalendlyDelivery) -> str | None:
-    """One row per (kind, invitee): each invitee is created once and cancelled once.
+NO_SHOW_KINDS = frozenset({INVITEE_NO_SHOW_CREATED, INVITEE_NO_SHOW_DELETED})
 
+
+def delivery_key(kind: str, uri: str, *, no_show_uri: str | None = None, created_at: datetime | None = None) -> str:
+    """The de-duplication key of a delivery; every place that stores or looks one up builds it here.
+
+    (kind, invitee URI): each invitee is created once and cancelled once. A no-show can be marked,
+    undone and marked again, each mark with its own `no_show.uri`, so the no-show kinds add it (or,
+    without one, the delivery's own `created_at`, which a redelivery repeats). Keys of the invitee
+    kinds are the same as they always were, so rows stored before stay valid.
     Never the event URI: a group event sends one delivery per invitee under the same event.
     """
-    if delivery.payload_uri:
-        return f"{delivery.kind}|{delivery.payload_uri}"
-    return None
+    if kind in NO_SHOW_KINDS:
+        mark = no_show_uri or (created_at.isoformat() if created_at else None)
+        if mark:
+            return f"{kind}|{uri}|{mark}"
+    return f"{kind}|{uri}"
+
+
+def dedupe_key(delivery: CalendlyDelivery) -> str | None:
+    if not delivery.payload_uri:
+        return None
+    no_show_uri = delivery.invitee.no_show_uri if delivery.invitee else None
+    return delivery_key(delivery.kind, delivery.payload_uri, no_show_uri=no_show_uri, created_at=delivery.created_at)

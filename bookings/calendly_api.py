@@ -2,10 +2,10 @@
 
 Facts it follows (https://developer.calendly.com/api-docs): `GET /users/me` gives the organization;
 `POST /webhook_subscriptions` answers 409 when the URL is already subscribed (we then look the existing
-one up); lists page through `pagination.next_page`; 500 requests per user per minute, and a 429 carries
-`Retry-After` and/or `X-RateLimit-Reset` (seconds). Reads are retried on 5xx and timeouts with backoff;
-writes are not (a lost create answer must not become a second create), except after a 429, which means
-the request was not processed.
+one up); lists page with `page_token` (the original request again, see `_paginate`); 500 requests per
+user per minute, and a 429 carries `Retry-After` and/or `X-RateLimit-Reset` (seconds). Reads are retried
+on 5xx and timeouts with backoff; writes are not (a lost create answer must not become a second create),
+except after a 429, which means the request was not processed.
 
 Like every client here it takes its URL, token and session as arguments and never reads settings;
 `from_settings()` does.
@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -24,7 +25,6 @@ from calsync.errors import PermanentSyncError, SyncError
 from calsync.http import build_session, parse_retry_after, redact
 
 SERVICE = "calendly"
-INVITEE_EVENTS = ("invitee.created", "invitee.canceled")
 # Tests replace this (no real sleeping); the client reads it at construction time.
 DEFAULT_SLEEP: Callable[[float], None] = time.sleep
 
@@ -140,7 +140,7 @@ class CalendlyClient:
         url: str,
         organization: str,
         scope: str,
-        events: tuple[str, ...] | list[str] = INVITEE_EVENTS,
+        events: tuple[str, ...] | list[str],
         user: str | None = None,
         signing_key: str | None = None,
     ) -> dict:
@@ -211,21 +211,28 @@ class CalendlyClient:
         return self._request("GET", path, params=params)
 
     def _paginate(self, path: str, params: dict) -> Iterator[dict]:
+        """Every item of a list, page by page: the same request (all its filters) plus `page_token`.
+
+        `pagination.next_page` is never followed: its host and query are Calendly's to choose, and our
+        token must only ever go to the configured API with the filters we asked for.
+        """
         page = self._get(path, params)
+        seen: set[str] = set()
         while True:
             yield from page.get("collection") or []
-            next_page = (page.get("pagination") or {}).get("next_page")
-            if not next_page:
+            token = next_page_token(page.get("pagination") or {})
+            if not token:
                 return
-            page = self._get(next_page)
+            if token in seen:  # a token handed out twice would page forever
+                raise CalendlyUnavailable(f"Calendly GET {path}: page token {token!r} repeated")
+            seen.add(token)
+            page = self._get(path, {**params, "page_token": token})
 
-    def _url(self, path_or_url: str) -> str:
-        if path_or_url.startswith(("http://", "https://")):
-            # `next_page` is a full URL: never send our token anywhere but the configured API.
-            if not path_or_url.startswith(self.api_url + "/"):
-                raise CalendlyRequestError(f"refusing to follow a page link outside {self.api_url}")
-            return path_or_url
-        return self.api_url + path_or_url
+    def _url(self, path: str) -> str:
+        # Always the configured API: the bearer token never goes to a host a response named.
+        if not path.startswith("/"):
+            raise CalendlyRequestError(f"refusing to call {path!r}: only paths under {self.api_url}")
+        return self.api_url + path
 
     def _pace(self) -> None:
         now = self.clock()
@@ -303,6 +310,18 @@ class CalendlyClient:
             detail = response.text[:200]
         text = f"Calendly {method} {_path(url)} → {response.status_code}" + (f": {detail}" if detail else "")
         return redact(text, self._token)[:500]
+
+
+def next_page_token(pagination: dict) -> str | None:
+    """The token of the next page: `next_page_token`, or the `page_token` inside an older `next_page` link."""
+    token = pagination.get("next_page_token")
+    if token:
+        return str(token)
+    link = pagination.get("next_page")
+    if link:
+        values = parse_qs(urlsplit(str(link)).query).get("page_token")
+        return values[0] if values else None
+    return None
 
 
 def _path(url: str) -> str:

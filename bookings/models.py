@@ -196,9 +196,16 @@ class Booking(models.Model):
 
     @property
     def calendly_owns_conference(self) -> bool:
-        from bookings.calendly import CALENDLY_CONFERENCE_TYPES
+        """Calendly made (or is making) the conference; one whose making failed is calsync's to replace."""
+        from bookings.calendly import calendly_owns
 
-        return self.location_type in CALENDLY_CONFERENCE_TYPES
+        return calendly_owns(self.location_type, self.location_status)
+
+    @property
+    def calendly_conference_failed(self) -> bool:
+        from bookings.calendly import CALENDLY_CONFERENCE_TYPES, CONFERENCE_FAILED
+
+        return self.location_type in CALENDLY_CONFERENCE_TYPES and self.location_status == CONFERENCE_FAILED
 
     def answer_to(self, question_text: str) -> str | None:
         """The answer to the first question whose text starts with `question_text` (case-insensitive)."""

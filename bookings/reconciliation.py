@@ -11,7 +11,8 @@ Cheap when nothing is missing: an event whose `invitees_counter` matches our boo
 invitee call, so a run over an in-sync window costs only the event list pages.
 
 It also finishes bookings whose conference link Calendly was still making (`join_url` null while the
-location's status is `processing`): when the link exists, the booking gets it and its sync runs again.
+location's status is `processing`): when the link exists, the booking gets it and its sync runs again;
+when Calendly's conference `failed`, the booking says so and its sync makes calsync's own Zoom meeting.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from django.utils import timezone
 
 from bookings.calendly import (
     CALENDLY_CONFERENCE_TYPES,
+    CONFERENCE_FAILED,
     INVITEE_CANCELED,
     INVITEE_CREATED,
     PayloadError,
+    delivery_key,
     parse_location,
     parse_timestamp,
 )
@@ -171,7 +174,7 @@ class Reconciler:
             kind = needed_delivery(invitee, bookings.get(uri))
             if kind is None:
                 continue
-            existing = WebhookEvent.objects.filter(dedupe_key=f"{kind}|{uri}").only("pk").first()
+            existing = WebhookEvent.objects.filter(dedupe_key=delivery_key(kind, uri)).only("pk").first()
             if existing is not None:  # already in the pipeline (queued, failed or done)
                 report.already_stored.append((kind, uri, existing.pk))
                 continue
@@ -211,7 +214,7 @@ def waiting_for_link(now: datetime):
         location_type__in=CALENDLY_CONFERENCE_TYPES,
         location_join_url="",
         end_at__gte=now,
-    )
+    ).exclude(location_status=CONFERENCE_FAILED)
 
 
 def _waiting_for_link(booking: Booking, now: datetime) -> bool:
@@ -234,7 +237,9 @@ def refresh_conference_link(
     except PayloadError as exc:
         logger.warning("booking %s: unreadable event from Calendly (%s)", booking.pk, exc)
         return False
-    if not location.join_url or not location.calendly_owns_conference:
+    # Calendly gave up making it: stop waiting, and let the sync make calsync's own meeting instead.
+    failed = location.type in CALENDLY_CONFERENCE_TYPES and location.status == CONFERENCE_FAILED
+    if not failed and (not location.join_url or not location.calendly_owns_conference):
         return False
     if booking.events.filter(IN_FLIGHT).exists():
         return False  # that event's processing will run the sync; look again next time
@@ -248,9 +253,13 @@ def refresh_conference_link(
         stamp = updated_at
     else:
         stamp = stamp + timedelta(microseconds=1)
+    link = (
+        {}
+        if failed
+        else {"location_join_url": location.join_url[:1000], "conference_join_url": location.join_url[:1000]}
+    )
     changed = Booking.objects.filter(pk=booking.pk, location_join_url="").update(
-        location_join_url=location.join_url[:1000],
-        conference_join_url=location.join_url[:1000],
+        **link,
         location_status=location.status or "",
         location_conference_id=location.conference_id or booking.location_conference_id,
         source_updated_at=stamp,

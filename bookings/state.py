@@ -33,6 +33,7 @@ from bookings.calendly import (
     ScheduledEvent,
     parse_delivery_data,
 )
+from bookings.event_lookup import with_scheduled_event
 from bookings.models import Booking, WebhookEvent
 from bookings.reschedule import flag, link_refusal
 
@@ -282,6 +283,11 @@ def is_handled_kind(kind: str) -> bool:
     return kind in HANDLERS
 
 
+def handled_kinds() -> tuple[str, ...]:
+    """Every delivery kind calsync acts on: what a webhook subscription must ask Calendly for."""
+    return tuple(HANDLERS)
+
+
 T = TypeVar("T")
 DEADLOCK_RETRIES = 3
 
@@ -344,7 +350,7 @@ def _relink(bookings: list[Booking]) -> list[Booking]:
 
 def apply_event(event: WebhookEvent) -> list[Booking]:
     """Apply a stored event to its booking(s); return the bookings to sync (with reschedule partners)."""
-    delivery = parse_delivery_data(event.payload)
+    delivery = with_scheduled_event(parse_delivery_data(event.payload))
     handler = HANDLERS[delivery.kind]
     bookings = retry_on_deadlock(lambda: _apply(event, delivery, handler))
     bookings = relink(bookings)

@@ -1,4 +1,8 @@
-"""The Calendly webhook subscription: subscribe, find ours, check it, and recreate it safely.
+"""The Calendly webhook subscription: subscribe, find ours, check it, and recreate or upgrade it safely.
+
+A subscription asks Calendly for every kind calsync handles (`bookings.state.handled_kinds`, the
+processing dispatch table). One made before calsync handled a kind lacks it: `check` reports that, the
+watch raises an alert, and `upgrade` replaces it.
 
 Calendly disables a subscription silently after 24 hours of failed deliveries and never re-enables it
 (https://developer.calendly.com/api-docs/overview/webhooks/webhook-errors): the watch finds that,
@@ -20,7 +24,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.conf import settings
 from django.core.cache import cache
 
-from bookings.calendly_api import INVITEE_EVENTS, CalendlyClient, CalendlyError, SubscriptionExists
+from bookings.calendly_api import CalendlyClient, CalendlyError, SubscriptionExists
+from bookings.state import handled_kinds
 from calsync import alerts
 from calsync.metrics import SUBSCRIPTION_CACHE_KEY
 
@@ -80,11 +85,20 @@ class SubscribeResult:
 
 def subscribe(client: CalendlyClient, url: str, scope: str | None = None) -> SubscribeResult:
     owner = find_owner(client, scope)
+    # Ours may live at a URL variant (a recreated or upgraded one): Calendly would not answer 409 for it.
+    active = [s for s in find_subscriptions(client, owner, url) if s.get("state") == "active"]
+    if active:
+        return SubscribeResult(subscription=active[0], created=False, generated_key=None)
     configured = settings.CALENDLY_SIGNING_KEYS[0] if settings.CALENDLY_SIGNING_KEYS else None
     key = configured or secrets.token_urlsafe(32)
     try:
         sub = client.create_webhook_subscription(
-            url=url, organization=owner.organization, scope=owner.scope, user=owner.user, signing_key=key
+            url=url,
+            organization=owner.organization,
+            scope=owner.scope,
+            user=owner.user,
+            signing_key=key,
+            events=handled_kinds(),
         )
     except SubscriptionExists as exc:
         existing = exc.existing or next(iter(find_subscriptions(client, owner, url)), None)
@@ -93,15 +107,28 @@ def subscribe(client: CalendlyClient, url: str, scope: str | None = None) -> Sub
     return SubscribeResult(subscription=sub, created=True, generated_key=None if configured else key)
 
 
+def missing_kinds(subscription: dict | None) -> list[str]:
+    """The kinds calsync acts on that this subscription does not deliver (in dispatch-table order)."""
+    subscribed = set((subscription or {}).get("events") or [])
+    return [kind for kind in handled_kinds() if kind not in subscribed]
+
+
+def wanted_events(old: dict | None = None) -> list[str]:
+    """What a new subscription asks for: every kind calsync handles, plus any extra the old one had."""
+    extra = [kind for kind in (old or {}).get("events") or [] if kind not in handled_kinds()]
+    return [*handled_kinds(), *extra]
+
+
 @dataclass(frozen=True)
 class CheckResult:
     state: str  # active | disabled | missing
     subscription: dict | None
     others: list[dict]
+    missing_kinds: tuple[str, ...] = ()  # handled kinds the subscription does not deliver
 
     @property
     def ok(self) -> bool:
-        return self.state == "active"
+        return self.state == "active" and not self.missing_kinds
 
 
 def check(client: CalendlyClient, url: str, owner: Owner | None = None) -> CheckResult:
@@ -109,7 +136,38 @@ def check(client: CalendlyClient, url: str, owner: Owner | None = None) -> Check
     ours = find_subscriptions(client, owner, url)
     state = "missing" if not ours else ("active" if ours[0].get("state") == "active" else "disabled")
     cache.set(SUBSCRIPTION_CACHE_KEY, {"state": state, "checked_at": time.time()}, timeout=None)
-    return CheckResult(state=state, subscription=ours[0] if ours else None, others=ours[1:])
+    subscription = ours[0] if ours else None
+    lacking = tuple(missing_kinds(subscription)) if subscription else ()
+    return CheckResult(state=state, subscription=subscription, others=ours[1:], missing_kinds=lacking)
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    old: dict | None
+    new: dict | None  # None: nothing to do (or nothing to upgrade)
+    old_deleted: bool
+    detail: str
+
+
+def upgrade(client: CalendlyClient, url: str, scope: str | None = None) -> UpgradeResult:
+    """Replace a subscription that lacks a handled kind: create the new one first, delete the old after.
+
+    A failed create raises and leaves the old subscription as it was. Both exist for a moment; a
+    delivery that arrives through both is stored once (the de-duplication key).
+    """
+    owner = find_owner(client, scope)
+    result = check(client, url, owner)
+    if result.subscription is None:
+        return UpgradeResult(None, None, False, f"no subscription for {url}: run `calendly_webhook subscribe`")
+    if not result.missing_kinds:
+        return UpgradeResult(result.subscription, None, False, "already delivers every kind calsync handles")
+    old = result.subscription
+    new, error = replace_subscription(client, owner, old, url)
+    cache.set(SUBSCRIPTION_CACHE_KEY, {"state": "active", "checked_at": time.time()}, timeout=None)
+    if error:
+        detail = f"created {new.get('uri')}; the old subscription {old.get('uri')} could not be deleted ({error})"
+        return UpgradeResult(old, new, False, detail + ": delete it with `calendly_webhook delete URI`")
+    return UpgradeResult(old, new, True, f"replaced {old.get('uri')} with {new.get('uri')}")
 
 
 @dataclass(frozen=True)
@@ -123,10 +181,23 @@ class WatchResult:
 
 
 def watch(client: CalendlyClient, url: str, *, recreate: bool | None = None) -> WatchResult:
-    """The scheduled check: alert on a disabled or missing subscription; recreate a disabled one if allowed."""
+    """The scheduled check: alert on a disabled, missing or incomplete subscription.
+
+    A disabled one is recreated if allowed; an incomplete one is only flagged (`upgrade` replaces it).
+    """
     recreate = settings.CALENDLY_RECREATE_DISABLED_SUBSCRIPTION if recreate is None else recreate
     owner = find_owner(client)
     result = check(client, url, owner)
+    if result.state == "active" and result.missing_kinds:
+        sub = result.subscription or {}
+        kinds = ", ".join(result.missing_kinds)
+        alerts.raise_alert(
+            f"subscription-incomplete:{sub.get('uri')}:{kinds}",
+            alerts.SUBSCRIPTION_INCOMPLETE,
+            f"the Calendly webhook subscription {sub.get('uri')} for {url} does not deliver {kinds}: calsync "
+            "never hears of them. Run `manage.py calendly_webhook subscribe --upgrade`.",
+        )
+        return WatchResult("incomplete", detail=f"alert raised: lacks {kinds}")
     if result.state == "active":
         return WatchResult("active")
     if result.state == "missing":
@@ -172,13 +243,24 @@ def watch(client: CalendlyClient, url: str, *, recreate: bool | None = None) -> 
 
 def recreate_subscription(client: CalendlyClient, owner: Owner, old: dict, url: str) -> dict:
     """Create the replacement, then delete `old`. Raises (and deletes nothing) if the create fails."""
+    new, error = replace_subscription(client, owner, old, url)
+    if error:  # harmless: a disabled subscription delivers nothing
+        logger.warning("old calendly subscription %s not deleted: %s", old.get("uri"), error)
+    return new
+
+
+def replace_subscription(client: CalendlyClient, owner: Owner, old: dict, url: str) -> tuple[dict, str | None]:
+    """Create the replacement (every handled kind), then delete `old`: (new, why the delete failed or None).
+
+    Raises, and deletes nothing, if the create fails.
+    """
     if not settings.CALENDLY_SIGNING_KEYS:
         raise ValueError("CALENDLY_SIGNING_KEY is not set, so a new subscription's deliveries could not be verified")
     create = {
         "organization": owner.organization,
         "scope": old.get("scope") or owner.scope,
         "user": old.get("user") or owner.user,
-        "events": old.get("events") or list(INVITEE_EVENTS),
+        "events": wanted_events(old),
         "signing_key": settings.CALENDLY_SIGNING_KEYS[0],
     }
     try:
@@ -186,10 +268,10 @@ def recreate_subscription(client: CalendlyClient, owner: Owner, old: dict, url: 
     except SubscriptionExists:
         # The disabled one still holds the URL: subscribe a variant that reaches the same view.
         new = client.create_webhook_subscription(url=with_generation(url, str(int(time.time()))), **create)
-    logger.warning("calendly subscription %s recreated as %s", old.get("uri"), new.get("uri"))
+    logger.warning("calendly subscription %s replaced by %s", old.get("uri"), new.get("uri"))
     if old.get("uri") and old.get("uri") != new.get("uri"):
         try:
             client.delete_webhook_subscription(old["uri"])
-        except CalendlyError as exc:  # harmless: a disabled subscription delivers nothing
-            logger.warning("old calendly subscription %s not deleted: %s", old.get("uri"), exc)
-    return new
+        except CalendlyError as exc:
+            return new, str(exc)
+    return new, None

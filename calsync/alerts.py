@@ -3,7 +3,8 @@
 Anything can raise an alert with `raise_alert(key, kind, summary)`: the same key is recorded once, so
 raising it again (every scheduled run while the problem lasts) costs nothing and mails nothing.
 `collect_alerts()` turns the database's own state into alerts (failed events that need a human,
-bookings waiting for review, review items whose meeting is near). `send_alert_digest()` mails every
+bookings waiting for review, review items whose meeting is near, bookings about to start without
+their Zoom meeting). `send_alert_digest()` mails every
 alert not yet reported, if the last digest is older than the interval, and marks them reported.
 """
 
@@ -29,9 +30,11 @@ DIGEST_LOCK = "calsync:alert-digest-lock"
 # Kinds, in the order the digest lists them.
 SUBSCRIPTION_DISABLED = "subscription_disabled"
 SUBSCRIPTION_MISSING = "subscription_missing"
+SUBSCRIPTION_INCOMPLETE = "subscription_incomplete"
 KOMMO_DISCONNECTED = "kommo_disconnected"
 EVENT_FAILED = "event_failed"
 REVIEW_NEAR_MEETING = "review_near_meeting"
+ZOOM_MEETING_MISSING = "zoom_meeting_missing"
 REVIEW_NEEDED = "review_needed"
 ZOOM_HYGIENE = "zoom_hygiene"
 DRIFT = "drift"
@@ -39,9 +42,11 @@ OTHER = "other"
 KIND_TITLES = {
     SUBSCRIPTION_DISABLED: "Calendly webhook subscription disabled",
     SUBSCRIPTION_MISSING: "Calendly webhook subscription missing",
+    SUBSCRIPTION_INCOMPLETE: "Calendly webhook subscription lacks a kind calsync handles",
     KOMMO_DISCONNECTED: "Kommo connection needs reconnecting",
     EVENT_FAILED: "Failed events that need attention",
     REVIEW_NEAR_MEETING: "Review items whose meeting is soon",
+    ZOOM_MEETING_MISSING: "Meetings starting soon without their Zoom meeting",
     REVIEW_NEEDED: "Bookings waiting for a deal to be chosen",
     DRIFT: "Kommo tasks and Zoom meetings changed by hand (repaired, or for you to decide)",
     ZOOM_HYGIENE: "Leftover Zoom meetings removed (for information)",
@@ -94,6 +99,24 @@ def collect_alerts(now: datetime | None = None) -> int:
                 REVIEW_NEAR_MEETING,
                 f"{what} starts within {settings.CALSYNC_REVIEW_ALERT_HOURS} h and still needs a deal — {link}",
             )
+    new += _collect_missing_zoom_meetings(now)
+    return new
+
+
+def _collect_missing_zoom_meetings(now: datetime) -> int:
+    from conferencing.watch import bookings_without_meeting
+
+    hours = settings.CALSYNC_ZOOM_ALERT_HOURS
+    new = 0
+    for booking, why in bookings_without_meeting(now, timedelta(hours=hours)):
+        link = _admin_link(f"/admin/bookings/booking/{booking.pk}/change/")
+        new += raise_alert(
+            f"zoom-missing:{booking.pk}",
+            ZOOM_MEETING_MISSING,
+            f"booking #{booking.pk} {booking.event_type_name or 'meeting'} at {booking.start_at:%Y-%m-%d %H:%M} UTC "
+            f"starts within {hours:g} h and has no Zoom meeting: {why}. Create one by hand or change the host "
+            f"— {link}",
+        )
     return new
 
 
@@ -140,7 +163,14 @@ def _compose(alerts: list[Alert]) -> tuple[str, str]:
     by_kind: dict[str, list[Alert]] = {}
     for alert in alerts:
         by_kind.setdefault(alert.kind if alert.kind in KIND_TITLES else OTHER, []).append(alert)
-    urgent = by_kind.keys() & {SUBSCRIPTION_DISABLED, SUBSCRIPTION_MISSING, KOMMO_DISCONNECTED, REVIEW_NEAR_MEETING}
+    urgent = by_kind.keys() & {
+        SUBSCRIPTION_DISABLED,
+        SUBSCRIPTION_MISSING,
+        SUBSCRIPTION_INCOMPLETE,
+        KOMMO_DISCONNECTED,
+        REVIEW_NEAR_MEETING,
+        ZOOM_MEETING_MISSING,
+    }
     subject = f"{settings.EMAIL_SUBJECT_PREFIX}calsync: {len(alerts)} alert(s)" + (" — action needed" if urgent else "")
     lines = ["calsync found the following since its last report.", ""]
     for kind, title in KIND_TITLES.items():

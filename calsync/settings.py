@@ -323,6 +323,8 @@ CALSYNC_METRICS_TOKEN = env.str("CALSYNC_METRICS_TOKEN", default="")
 CALSYNC_ALERT_EMAILS = env.list("CALSYNC_ALERT_EMAILS", default=[])
 CALSYNC_ALERT_INTERVAL = env.int("CALSYNC_ALERT_INTERVAL", default=3600)
 CALSYNC_REVIEW_ALERT_HOURS = env.float("CALSYNC_REVIEW_ALERT_HOURS", default=24)
+# A live booking this close to its start without its Zoom meeting (e.g. the host's daily limit) is alerted.
+CALSYNC_ZOOM_ALERT_HOURS = env.float("CALSYNC_ZOOM_ALERT_HOURS", default=4)
 CALSYNC_RETENTION_DAYS = env.int("CALSYNC_RETENTION_DAYS", default=180)
 # Outgoing mail: EMAIL_URL=smtp+tls://user:password@smtp.example.com:587 (django-environ's syntax).
 vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))

@@ -237,8 +237,10 @@ def _post(meeting: ZoomMeeting, booking: Booking, zoom: Callable[[], ZoomClient]
         created = _counted_write(
             meeting.host_user, lambda: zoom().create_meeting(meeting.host_user, _meeting_body(booking, meeting.marker))
         )
-    except ZoomCreateOutcomeUnknown:
-        raise  # the row stays `creating`: the next attempt searches for the marker first
+    except (ZoomCreateOutcomeUnknown, ZoomDailyLimitReached):
+        # The row stays `creating`: the next attempt searches for the marker first (after a daily
+        # limit, at its reset), and the booking keeps its in-flight record meanwhile.
+        raise
     except ZoomError:
         meeting.delete()  # Zoom answered with a refusal: nothing was created
         raise
@@ -259,13 +261,18 @@ def _resolve_uncertain_create(booking: Booking, meeting: ZoomMeeting, zoom: Call
     return f"adopted meeting {meeting.meeting_id} (the earlier create's answer was lost)"
 
 
+def daily_limit_key(host: str) -> str:
+    """Cache key holding when the host's daily create/update limit resets (unix seconds)."""
+    return f"zoom:daily-limit:{host}"
+
+
 def _counted_write(host: str, call: Callable[[], T]) -> T:
     """A create or update, which count against the host's 100-a-day limit.
 
     Once Zoom says the day's limit is reached, every worker waits for the reset instead of asking
     again (each extra try is another 429, and the rest of the pipeline reschedules us anyway).
     """
-    key = f"zoom:daily-limit:{host}"
+    key = daily_limit_key(host)
     until = cache.get(key)
     if until is not None and until > time.time():
         raise ZoomDailyLimitReached(

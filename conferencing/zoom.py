@@ -32,6 +32,11 @@ MAX_QPS_WAIT = 5.0  # a per-second 429 asking for longer than this is handed bac
 
 # Zoom error codes (match on these, never on the localized message).
 CODE_INVALID_TOKEN = 124
+# "A maximum of {n} meetings can be created/updated for a single user in one day" (Zoom's Meeting API
+# spec, create and update meeting). Seen as 429 and as 400; the same number also names two request
+# mistakes calsync never makes (schedule_for, enforce_login_domains), and field validation comes with
+# an `errors` list, so on a create or update without one it is the host's daily cap.
+CODE_DAILY_MEETING_CAP = 300
 CODE_USER_NOT_FOUND = 1001
 CODE_MEETING_NOT_FOUND = 3001
 CODE_MEETING_IN_PROGRESS = 3002
@@ -67,7 +72,7 @@ class ZoomRateLimited(ZoomError):
 
 
 class ZoomDailyLimitReached(ZoomRateLimited):
-    """429 daily limit (per account, or 100 creates/updates per host per day): wait for the reset."""
+    """Daily limit (per account, or the host's creates/updates: 429, or code 300 as 429 or 400): wait for the reset."""
 
 
 class ZoomUnavailable(ZoomError):
@@ -136,6 +141,15 @@ class CacheTokenStore:
 def zoom_time(dt: datetime) -> str:
     """Zoom's UTC form `YYYY-MM-DDTHH:MM:SSZ` (with `Z`, Zoom ignores `timezone` for the instant)."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _field_errors(response: requests.Response) -> bool:
+    """Whether a Zoom error body lists field errors: `{"code": 300, "message": "Validation Failed.", "errors": […]}`."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and bool(body.get("errors"))
 
 
 def _seconds_to_utc_midnight(now: datetime | None = None) -> float:
@@ -294,6 +308,14 @@ class ZoomClient:
                 token = self.access_token(rejected=token)
                 attempt -= 1  # the renewal retry is free
                 continue
+            if code == CODE_DAILY_MEETING_CAP and method in ("POST", "PATCH") and not _field_errors(response):
+                retry_after = parse_retry_after(response.headers.get("Retry-After")) or _seconds_to_utc_midnight()
+                raise ZoomDailyLimitReached(
+                    detail + " (the host's daily create/update limit)",
+                    status=status,
+                    code=code,
+                    retry_after=retry_after,
+                )
             if status == 429:
                 retry_after, daily = self._rate_limit(response, message)
                 if daily:

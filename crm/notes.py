@@ -18,6 +18,7 @@ from django.templatetags.tz import do_timezone
 from django.utils import translation
 
 from bookings.models import Booking
+from conferencing.sync import zoom_configured
 
 
 @lru_cache(maxsize=8)
@@ -64,6 +65,9 @@ def meeting_context(booking: Booking, *, join_url: str | None = None, host: str 
         "host": host or booking.host_name or booking.host_email or "—",
         "join_url": booking.conference_join_url if join_url is None else join_url,
         "answers": [qa for qa in booking.questions if qa.get("answer")],
+        # Calendly was to make the conference (Zoom, Meet, …) and failed: the link, if any, is calsync's.
+        "conference_failed": booking.calendly_conference_failed,
+        "zoom_configured": zoom_configured(),
     }
     if booking.host_name and booking.host_email:
         context["host"] = f"{booking.host_name} <{booking.host_email}>"

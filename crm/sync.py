@@ -5,7 +5,7 @@ What the deal should show, per meeting chain (a booking and its reschedules):
 - for each later reschedule: a "moved" note, and the same task moved (PATCH complete_till and text);
 - a follow-up note when the join link appears after the first note (a Zoom outage delayed it);
 - when cancelled: a note with who and why, and the task completed with a result text;
-- no-show marked / undone: a note each.
+- no-show marked / undone: a note each, every time (crm.no_show).
 Every id is recorded the moment Kommo returns it (its own save). A write whose answer was lost stays in
 `pending_writes`; the next run looks for its marker in the deal before writing again.
 """
@@ -33,6 +33,7 @@ from crm.matching import (
     parse_deal_id,
 )
 from crm.models import KommoLink, RememberedDeal, marker_token
+from crm.no_show import pending_no_show_note
 
 logger = logging.getLogger(__name__)
 
@@ -255,12 +256,10 @@ class BookingSync:
             for lead_id in link.note_lead_ids:
                 self._note(lead_id, "canceled", "note_canceled")
             self._complete_task()
-        if b.no_show_at is not None:
-            for lead_id in link.note_lead_ids:
-                if b.is_no_show:
-                    self._note(lead_id, "no_show", "note_no_show")
-                elif f"no_show:{self.token}@{lead_id}" in link.note_ids:
-                    self._note(lead_id, "no_show_undone", "note_no_show_undone")
+        for lead_id in link.note_lead_ids:
+            no_show_note = pending_no_show_note(b, link.note_ids, self.token, lead_id)
+            if no_show_note:
+                self._note(lead_id, *no_show_note)
 
     def _note(self, lead_id: int, kind: str, template: str, *, join_url: str = "") -> None:
         key = f"{kind}:{self.token}@{lead_id}"

@@ -480,3 +480,81 @@ def test_the_same_booking_a_minute_before_its_end_still_gets_its_meeting(rsps, t
     expect_create(rsps, json=CREATED)
     assert deliver(old_booking_created()).status == "done"
     assert ZoomMeeting.objects.get().meeting_id == MEETING_ID
+
+
+@pytest.mark.parametrize("location_type", ["zoom_conference", "zoom", "google_conference"])
+def test_a_calendly_conference_that_failed_gets_a_meeting_of_ours(rsps, location_type):
+    # Calendly's spec lists `failed` among a conference's statuses: no join link will ever come.
+    warm_caches()
+    expect_create(rsps, json=CREATED)
+    data = custom_location(load_json("calendly/invitee_created.json"))
+    data["payload"]["scheduled_event"]["location"] = {
+        "type": location_type,
+        "status": "failed",
+        "join_url": None,
+        "data": None,
+    }
+    event = deliver(data)
+    assert event.status == "done", event.last_error
+    assert step_detail(event) == f"created meeting {MEETING_ID}"
+    booking = Booking.objects.get()
+    assert not booking.calendly_owns_conference and booking.calendly_conference_failed
+    assert booking.conference_join_url == CREATED["join_url"]
+
+
+def test_a_calendly_conference_still_processing_is_waited_for(rsps):
+    data = copy.deepcopy(load_json("calendly/invitee_created.json"))
+    data["payload"]["scheduled_event"]["location"] = {
+        "type": "zoom_conference",
+        "status": "processing",
+        "join_url": None,
+    }
+    event = deliver(data)
+    assert step_detail(event) == "no Zoom meeting: Calendly provides the conference (zoom_conference)"
+
+
+# --- the host's daily create/update cap (Zoom error code 300) -----------------------------------------
+
+DAILY_CAP = {"code": 300, "message": "A maximum of 100 meetings can be created/updated for a single user in one day."}
+
+
+@pytest.mark.parametrize("status", [400, 429])
+def test_daily_cap_code_300_defers_to_the_reset_and_keeps_the_in_flight_row(rsps, status):
+    warm_caches()
+    expect_create(rsps, status=status, json=DAILY_CAP)
+    event = deliver(custom_location(load_json("calendly/invitee_created.json")))
+    assert event.status == "failed" and "daily create/update limit" in event.last_error
+    midnight = datetime(2026, 11, 25, tzinfo=UTC)
+    assert abs((event.next_attempt_at - midnight).total_seconds()) < 5  # the reset, not a 1-minute backoff
+    assert ZoomMeeting.objects.get().status == "creating"  # kept, not deleted
+    assert len(rsps.calls) == 1
+
+
+def test_a_booking_near_its_start_without_a_meeting_raises_an_alert(rsps, test_clock):
+    from calsync import alerts
+    from calsync.models import Alert
+
+    warm_caches()
+    expect_create(rsps, status=400, json=DAILY_CAP)
+    deliver(custom_location(load_json("calendly/invitee_created.json")))
+    booking = Booking.objects.get()
+    assert alerts.collect_alerts() == 0  # the meeting is a week away: nothing to do yet
+    test_clock.move_to(booking.start_at - timedelta(hours=3))
+    assert alerts.collect_alerts() == 1
+    alert = Alert.objects.get(kind="zoom_meeting_missing")
+    assert f"booking #{booking.pk}" in alert.summary and "no Zoom meeting" in alert.summary
+    assert alerts.collect_alerts() == 0  # raised once
+
+
+def test_daily_cap_alert_names_the_limit_while_it_lasts(rsps, test_clock):
+    from calsync import alerts
+    from calsync.models import Alert
+
+    test_clock.move_to(datetime(2026, 12, 2, 9, tzinfo=UTC))  # the meeting is at 15:00 the same day
+    warm_caches()
+    expect_create(rsps, status=429, json=DAILY_CAP)
+    deliver(custom_location(load_json("calendly/invitee_created.json")))
+    test_clock.shift(timedelta(hours=3))
+    alerts.collect_alerts()
+    summary = Alert.objects.get(kind="zoom_meeting_missing").summary
+    assert f"daily create/update limit for host {ZOOM_USER} is reached until 2026-12-03 00:00 UTC" in summary

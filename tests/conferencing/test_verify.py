@@ -178,7 +178,7 @@ def test_a_failed_repair_is_tried_again_next_run(rsps):
     warm_caches()
     booking = booking_with_meeting(1)
     rsps.get(f"{API}/meetings/8001", status=404, json=GONE)
-    expect_create(rsps, status=400, json={"code": 300, "message": "bad"})
+    expect_create(rsps, status=400, json={"code": 3000, "message": "Cannot create the meeting"})
     assert verify(live_bookings(14)).repaired == 0
     assert SyncDrift.objects.get().outcome == "failed"
     expect_create(rsps, json=REPLACEMENT)

@@ -21,6 +21,7 @@ from conferencing.zoom import (
     ZoomCreateOutcomeUnknown,
     ZoomDailyLimitReached,
     ZoomRateLimited,
+    ZoomRequestRejected,
     ZoomUnavailable,
     zoom_time,
 )
@@ -225,6 +226,37 @@ def test_daily_limit_without_headers_waits_until_utc_midnight(rsps, clock):
     now = datetime.now(UTC)
     midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     assert abs(err.value.retry_after - (midnight - now).total_seconds()) < 5
+
+
+DAILY_CAP = {"code": 300, "message": "A maximum of 100 meetings can be created/updated for a single user in one day."}
+
+
+@pytest.mark.parametrize("status", [429, 400])
+def test_code_300_daily_cap_is_a_daily_limit_whatever_the_status(rsps, clock, status):
+    add_token(rsps)
+    rsps.add(responses.POST, f"{API}/users/z8yAAAAA8bbbQ/meetings", status=status, json=DAILY_CAP)
+    with pytest.raises(ZoomDailyLimitReached) as err:
+        make_client(clock).create_meeting("z8yAAAAA8bbbQ", {"topic": "x"})
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert abs(err.value.retry_after - (midnight - now).total_seconds()) < 5
+    assert err.value.retryable and err.value.code == 300
+    assert len(rsps.calls) == 2 and clock.slept == []  # no quick per-second retries
+
+
+def test_code_300_on_an_update_is_the_daily_cap_too(rsps, clock):
+    add_token(rsps)
+    rsps.add(responses.PATCH, MEETING_URL, status=400, json=DAILY_CAP)
+    with pytest.raises(ZoomDailyLimitReached):
+        make_client(clock).update_meeting(84849729157, {"duration": 45})
+
+
+def test_code_300_with_field_errors_is_a_refused_request(rsps, clock):
+    add_token(rsps)
+    body = {"code": 300, "message": "Validation Failed.", "errors": [{"field": "topic", "message": "Invalid field."}]}
+    rsps.add(responses.POST, f"{API}/users/z8yAAAAA8bbbQ/meetings", status=400, json=body)
+    with pytest.raises(ZoomRequestRejected):
+        make_client(clock).create_meeting("z8yAAAAA8bbbQ", {"topic": "x"})
 
 
 @pytest.mark.parametrize("failure", [{"status": 502}, {"body": requests.ConnectTimeout()}])

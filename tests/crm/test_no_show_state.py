@@ -38,7 +38,7 @@ def test_the_no_show_time_is_parsed():
 
 def test_a_no_show_payload_without_the_invitee_is_a_clear_error():
     data = {"event": "invitee_no_show.created", "payload": {"uri": "https://api.calendly.com/invitee_no_shows/1"}}
-    with pytest.raises(PayloadError, match=r"\$\.payload\.scheduled_event"):
+    with pytest.raises(PayloadError, match=r"\$\.payload\.event"):  # neither the event nor its URI
         parse_delivery_data(data)
 
 
@@ -54,3 +54,23 @@ def test_marked_then_undone_in_either_order_ends_undone(order):
 def test_marked_alone_is_a_no_show_and_creates_the_booking_if_needed():
     [booking] = apply(no_show("invitee_no_show.created", "2026-12-02T15:41:00Z", "2026-12-02T15:40:59Z"))
     assert booking.is_no_show and booking.status == "scheduled"
+
+
+def test_each_no_show_mark_has_its_own_key_and_invitee_keys_are_unchanged():
+    from bookings.calendly import dedupe_key
+
+    first = no_show("invitee_no_show.created", "2026-12-02T15:41:00Z", "2026-12-02T15:40:59Z")
+    again = no_show("invitee_no_show.created", "2026-12-02T16:20:00Z", "2026-12-02T16:19:58Z")
+    again["payload"]["no_show"]["uri"] = "https://api.calendly.com/invitee_no_shows/2"
+    uri = first["payload"]["uri"]
+    assert (
+        dedupe_key(parse_delivery_data(first))
+        == f"invitee_no_show.created|{uri}|https://api.calendly.com/invitee_no_shows/1"
+    )
+    assert dedupe_key(parse_delivery_data(first)) != dedupe_key(parse_delivery_data(again))
+    # An undo without a `no_show` is told apart by its own time (a redelivery repeats it).
+    undo_1 = dedupe_key(parse_delivery_data(no_show("invitee_no_show.deleted", "2026-12-02T16:05:00Z")))
+    undo_2 = dedupe_key(parse_delivery_data(no_show("invitee_no_show.deleted", "2026-12-02T16:30:00Z")))
+    assert undo_1 != undo_2
+    created = without_deal_id()
+    assert dedupe_key(parse_delivery_data(created)) == f"invitee.created|{created['payload']['uri']}"

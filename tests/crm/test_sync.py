@@ -6,6 +6,7 @@ from responses import matchers
 
 from bookings import processing
 from bookings.models import Booking
+from bookings.webhooks import store_delivery
 from crm.models import KommoLink, RememberedDeal, marker_token
 from crm.review import assign_deal, create_inbound_lead_for, skip
 from crm.sync import reconcile
@@ -20,6 +21,7 @@ from tests.crm.conftest import (
     kommo,
     leads_body,
     sent,
+    to_body,
     warm_users,
     with_marker,
     without_deal_id,
@@ -542,6 +544,47 @@ def test_no_show_marked_then_undone_writes_a_note_each(rsps):
     assert not booking().is_no_show
 
 
+def mark(created_at, no_show_at, no_show_uuid):
+    data = no_show("invitee_no_show.created", created_at, no_show_at)
+    data["payload"]["no_show"]["uri"] = f"https://api.calendly.com/invitee_no_shows/{no_show_uuid}"
+    return data
+
+
+def test_marked_undone_and_marked_again_writes_every_note(rsps):
+    book_lucia(rsps)
+    for note_id in (76788400, 76788401, 76788402, 76788403):
+        expect_note(rsps, note_id=note_id)
+    first = mark("2026-12-02T15:41:00.000000Z", "2026-12-02T15:40:59.000000Z", "5e1f0a2b")
+    deliver(first)
+    deliver(no_show("invitee_no_show.deleted", "2026-12-02T16:05:00.000000Z"))
+    status, again = deliver(mark("2026-12-02T16:20:00.000000Z", "2026-12-02T16:19:58.000000Z", "7a3c9d4e"))
+    assert status == "done" and not again.deliveries > 1  # a new mark, not a redelivery of the first
+    assert booking().is_no_show
+    deliver(no_show("invitee_no_show.deleted", "2026-12-02T16:30:00.000000Z"))
+    texts = [sent(c)[0]["params"]["text"] for c in rsps.calls[4:]]
+    assert ["no-show undone" in t for t in texts] == [False, True, False, True]
+    assert all("marked as a no-show" in t for t in texts[::2])
+    assert not booking().is_no_show
+    # A redelivery of any of them is a duplicate, and processing one again writes nothing new.
+    assert store_delivery(to_body(first)).data["duplicate"] is True
+    processing.replay(again, inline=True)
+    assert len(rsps.calls) == 8
+
+
+def test_a_link_with_notes_from_before_per_mark_kinds_gets_no_second_note(rsps):
+    book_lucia(rsps)
+    expect_note(rsps, note_id=76788400)
+    _, marked = deliver(mark("2026-12-02T15:41:00.000000Z", "2026-12-02T15:40:59.000000Z", "5e1f0a2b"))
+    # As an older calsync recorded it: the plain kind, without the mark's moment.
+    link = KommoLink.objects.get()
+    token = marker_token(booking().invitee_uri)
+    stamped = [k for k in link.note_ids if k.startswith("no_show-")]
+    link.note_ids[f"no_show:{token}@9785993"] = link.note_ids.pop(stamped[0])
+    link.save()
+    processing.replay(marked, inline=True)
+    assert len(rsps.calls) == 5
+
+
 def test_no_show_undone_before_marked_writes_nothing(rsps):
     book_lucia(rsps)
     deliver(no_show("invitee_no_show.deleted", "2026-12-02T16:05:00.000000Z"))
@@ -671,3 +714,24 @@ def test_a_deal_id_naming_the_invitees_closed_deal_writes_nothing(rsps):
     assert len(rsps.calls) == 2
     link = KommoLink.objects.get()
     assert link.review_state == KommoLink.ReviewState.OPEN and "closed" in link.match_reason
+
+
+def test_the_booked_note_says_calendlys_conference_failed(rsps, settings):
+    settings.ZOOM_ACCOUNT_ID, settings.ZOOM_CLIENT_ID, settings.ZOOM_CLIENT_SECRET = "acct", "client", "secret"
+    warm_users()
+    expect_search(rsps, 9785993)
+    expect_note(rsps)
+    expect_task(rsps)
+    data = without_deal_id()
+    data["payload"]["scheduled_event"]["location"] = {"type": "zoom_conference", "status": "failed", "join_url": None}
+    status, _ = deliver(data)
+    assert status == "done"
+    text = sent(rsps.calls[2])[0]["params"]["text"]
+    assert "Calendly could not create the zoom_conference conference: calsync is making its own Zoom meeting" in text
+    # Once calsync's meeting exists, the note says where its link came from.
+    from crm import notes
+
+    meeting = booking()
+    meeting.conference_join_url = "https://us06web.zoom.us/j/84849729157?pwd=x"
+    text = notes.render("note_booked", notes.meeting_context(meeting, join_url=meeting.conference_join_url))
+    assert "calsync made its own Zoom meeting instead.\nJoin: https://us06web.zoom.us/j/84849729157" in text

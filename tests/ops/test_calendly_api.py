@@ -21,6 +21,7 @@ from tests.ops.api import API, HOOK_URL, ME, ORG, SUB_URI, api_json, page
 from tests.ops.conftest import TOKEN, Sleeps
 
 pytestmark = pytest.mark.django_db
+KINDS = ("invitee.created", "invitee.canceled")
 
 
 def make_client(**kw) -> tuple[CalendlyClient, Sleeps]:
@@ -67,11 +68,13 @@ def test_user_scope_lists_with_the_user(rsps):
 def test_create_subscription_sends_the_documented_body(rsps):
     rsps.post(f"{API}/webhook_subscriptions", json=api_json("webhook_subscription_created.json"), status=201)
     client, _ = make_client()
-    sub = client.create_webhook_subscription(url=HOOK_URL, organization=ORG, scope="organization", signing_key="k1")
+    sub = client.create_webhook_subscription(
+        url=HOOK_URL, organization=ORG, scope="organization", signing_key="k1", events=KINDS
+    )
     assert sub["uri"] == SUB_URI and sub["state"] == "active"
     assert json.loads(rsps.calls[0].request.body) == {
         "url": HOOK_URL,
-        "events": ["invitee.created", "invitee.canceled"],
+        "events": list(KINDS),
         "organization": ORG,
         "scope": "organization",
         "signing_key": "k1",
@@ -84,7 +87,7 @@ def test_409_surfaces_the_existing_subscription(rsps):
     rsps.get(f"{API}/webhook_subscriptions", json=api_json("webhook_subscriptions_page2.json"))
     client, _ = make_client()
     with pytest.raises(SubscriptionExists) as caught:
-        client.create_webhook_subscription(url=HOOK_URL, organization=ORG, scope="organization")
+        client.create_webhook_subscription(url=HOOK_URL, organization=ORG, scope="organization", events=KINDS)
     assert caught.value.existing["uri"] == SUB_URI
     assert not caught.value.retryable
 
@@ -103,7 +106,7 @@ def test_429_uses_x_ratelimit_reset_and_gives_up_with_a_typed_error(rsps):
         rsps.post(f"{API}/webhook_subscriptions", json=api_json("error_429.json"), status=429, headers=headers)
     client, sleeps = make_client(rate_limit_retries=2)
     with pytest.raises(CalendlyRateLimited) as caught:
-        client.create_webhook_subscription(url=HOOK_URL, organization=ORG, scope="organization")
+        client.create_webhook_subscription(url=HOOK_URL, organization=ORG, scope="organization", events=KINDS)
     assert sleeps == [42.0, 42.0] and caught.value.retry_after == 42.0 and caught.value.retryable
     assert len(rsps.calls) == 3
 
@@ -153,7 +156,7 @@ def test_writes_are_not_retried_on_5xx(rsps):
     rsps.post(f"{API}/webhook_subscriptions", status=500, json={"title": "Internal Server Error"})
     client, sleeps = make_client()
     with pytest.raises(CalendlyUnavailable):
-        client.create_webhook_subscription(url=HOOK_URL, organization=ORG, scope="organization")
+        client.create_webhook_subscription(url=HOOK_URL, organization=ORG, scope="organization", events=KINDS)
     assert len(rsps.calls) == 1 and sleeps == []
 
 
@@ -181,12 +184,67 @@ def test_400_names_the_parameter(rsps):
         client.list_webhook_subscriptions(organization=ORG, scope="user")
 
 
-def test_a_page_link_to_another_host_is_refused(rsps):
-    rsps.get(f"{API}/scheduled_events", json=page([], next_page="https://evil.example/steal?page_token=x"))
+def test_a_page_link_to_another_host_is_never_followed(rsps):
+    # Only the token is taken from a page; the next request goes to the configured API, filters intact.
+    rsps.get(
+        f"{API}/scheduled_events",
+        json=page([{"uri": "a"}], next_page="https://evil.example/steal?page_token=x"),
+        match=[matchers.query_param_matcher({"organization": ORG, "status": "active"}, strict_match=False)],
+    )
+    rsps.get(
+        f"{API}/scheduled_events",
+        json=page([{"uri": "b"}]),
+        match=[
+            matchers.query_param_matcher(
+                {"organization": ORG, "status": "active", "page_token": "x"}, strict_match=False
+            )
+        ],
+    )
     client, _ = make_client()
-    with pytest.raises(CalendlyRequestError, match="outside"):
+    assert [e["uri"] for e in client.list_scheduled_events(organization=ORG, status="active")] == ["a", "b"]
+    assert [c.request.url.split("?")[0] for c in rsps.calls] == [f"{API}/scheduled_events"] * 2
+    assert all(c.request.headers["Authorization"] == f"Bearer {TOKEN}" for c in rsps.calls)
+
+
+def test_pages_repeat_the_original_filters_with_the_page_token(rsps):
+    # Calendly's published list examples give a next_page link that names only some filters.
+    filters = {"organization": ORG, "status": "canceled", "min_start_time": "2026-12-01T00:00:00.000000Z"}
+    rsps.get(
+        f"{API}/scheduled_events",
+        json={
+            "collection": [{"uri": "a"}],
+            "pagination": {
+                "count": 1,
+                "next_page": f"{API}/scheduled_events?count=1&page_token=sNjq4TvMDfUHEl7zHRR0k0E1PCEJWvdi",
+                "next_page_token": "sNjq4TvMDfUHEl7zHRR0k0E1PCEJWvdi",
+                "previous_page": None,
+                "previous_page_token": None,
+            },
+        },
+        match=[matchers.query_param_matcher(filters, strict_match=False)],
+    )
+    rsps.get(
+        f"{API}/scheduled_events",
+        json=page([{"uri": "b"}]),
+        match=[
+            matchers.query_param_matcher(
+                {**filters, "page_token": "sNjq4TvMDfUHEl7zHRR0k0E1PCEJWvdi", "sort": "start_time:asc"},
+                strict_match=False,
+            )
+        ],
+    )
+    client, _ = make_client()
+    events = client.list_scheduled_events(
+        organization=ORG, status="canceled", min_start_time=datetime(2026, 12, 1, tzinfo=UTC)
+    )
+    assert [e["uri"] for e in events] == ["a", "b"]
+
+
+def test_a_repeated_page_token_stops_instead_of_paging_forever(rsps):
+    rsps.get(f"{API}/scheduled_events", json=page([{"uri": "a"}], next_page=f"{API}/scheduled_events?page_token=x"))
+    client, _ = make_client()
+    with pytest.raises(CalendlyUnavailable, match="repeated"):
         list(client.list_scheduled_events(organization=ORG))
-    assert len(rsps.calls) == 1
 
 
 def test_scheduled_events_window_filters_and_pages(rsps):

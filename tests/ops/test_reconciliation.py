@@ -251,6 +251,23 @@ def test_a_link_still_processing_changes_nothing(rsps, run, recorder):
     assert booking.location_join_url == "" and len(recorder) == 1
 
 
+def test_a_conference_calendly_failed_to_make_is_no_longer_waited_for(rsps, run, recorder):
+    booking = booked(data=variant(CREATED, **{"scheduled_event.location": PENDING_LOCATION}))
+    failed = variant(CREATED, **{"scheduled_event.location": {**PENDING_LOCATION, "status": "failed"}})
+    _, event = split_delivery(failed)
+    mock_me(rsps)
+    mock_events(rsps, "active", [event])
+    mock_events(rsps, "canceled", [])
+    assert run().links_refreshed == [booking.pk]
+    booking.refresh_from_db()
+    assert booking.location_status == "failed" and not booking.calendly_owns_conference
+    # Synced again, now as a booking whose meeting is calsync's to make; and no longer polled.
+    assert len(recorder) == 2 and WebhookEvent.objects.get().status == "done"
+    from bookings.reconciliation import waiting_for_link
+
+    assert not waiting_for_link(booking.start_at).exists()
+
+
 # --- the command and the schedule ---------------------------------------------------------------------
 
 

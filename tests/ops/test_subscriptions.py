@@ -16,6 +16,8 @@ from tests.ops.api import API, HOOK_URL, ME, ORG, SUB_URI, api_json, mock_me, mo
 pytestmark = pytest.mark.django_db
 
 NEW_URI = "https://api.calendly.com/webhook_subscriptions/5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b"
+ALL_KINDS = ["invitee.created", "invitee.canceled", "invitee_no_show.created", "invitee_no_show.deleted"]
+OLD_KINDS = ["invitee.created", "invitee.canceled"]  # what calsync asked for before it handled no-shows
 
 
 def run(*args) -> str:
@@ -29,12 +31,13 @@ def run(*args) -> str:
 
 def test_subscribe_uses_the_configured_key_and_never_prints_it(rsps):
     mock_me(rsps)
+    mock_subscriptions(rsps, [])
     rsps.post(f"{API}/webhook_subscriptions", json=api_json("webhook_subscription_created.json"), status=201)
     output = run("subscribe", "--url", HOOK_URL)
-    body = json.loads(rsps.calls[1].request.body)
+    body = json.loads(rsps.calls[2].request.body)
     assert body == {
         "url": HOOK_URL,
-        "events": ["invitee.created", "invitee.canceled"],
+        "events": ALL_KINDS,
         "organization": ORG,
         "scope": "organization",
         "signing_key": SIGNING_KEY,
@@ -46,9 +49,10 @@ def test_subscribe_uses_the_configured_key_and_never_prints_it(rsps):
 def test_subscribe_without_a_key_generates_one_and_prints_it_once(rsps, settings):
     settings.CALENDLY_SIGNING_KEYS = []
     mock_me(rsps)
+    mock_subscriptions(rsps, [])
     rsps.post(f"{API}/webhook_subscriptions", json=api_json("webhook_subscription_created.json"), status=201)
     output = run("subscribe", "--url", HOOK_URL)
-    key = json.loads(rsps.calls[1].request.body)["signing_key"]
+    key = json.loads(rsps.calls[2].request.body)["signing_key"]
     assert len(key) >= 40
     assert output.count(key) == 1 and f"CALENDLY_SIGNING_KEY={key}" in output
     assert "shown only this once" in output
@@ -56,15 +60,17 @@ def test_subscribe_without_a_key_generates_one_and_prints_it_once(rsps, settings
 
 def test_subscribe_user_scope_names_the_user(rsps):
     mock_me(rsps)
+    mock_subscriptions(rsps, [], scope="user")
     rsps.post(f"{API}/webhook_subscriptions", json=api_json("webhook_subscription_created.json"), status=201)
     run("subscribe", "--url", HOOK_URL, "--scope", "user")
-    body = json.loads(rsps.calls[1].request.body)
+    body = json.loads(rsps.calls[2].request.body)
     assert body["scope"] == "user" and body["user"] == ME
 
 
 def test_subscribe_409_shows_the_existing_subscription(rsps, settings):
     settings.CALENDLY_SIGNING_KEYS = []
     mock_me(rsps)
+    mock_subscriptions(rsps, [])  # in another scope, or made a moment ago: Calendly still knows the URL
     rsps.post(f"{API}/webhook_subscriptions", json=api_json("error_409_already_exists.json"), status=409)
     mock_subscriptions(rsps, [subscription("active", created_at="2026-10-01T08:00:00.000000Z")])
     output = run("subscribe", "--url", HOOK_URL)
@@ -188,7 +194,7 @@ def test_disabled_subscription_is_recreated_before_the_old_one_is_deleted(rsps, 
     ]
     body = json.loads(rsps.calls[2].request.body)
     assert body["url"] == HOOK_URL and body["signing_key"] == SIGNING_KEY
-    assert body["events"] == ["invitee.created", "invitee.canceled"]
+    assert body["events"] == ALL_KINDS
     assert NEW_URI in Alert.objects.get().summary
 
 
@@ -239,3 +245,82 @@ def test_missing_subscription_raises_an_alert(rsps):
     mock_subscriptions(rsps, [])
     assert watch_calendly_subscription().startswith("missing")
     assert Alert.objects.get().kind == "subscription_missing"
+
+
+# --- every handled kind ---------------------------------------------------------------------------------
+
+
+def test_subscribed_kinds_are_the_dispatch_table():
+    from bookings.state import HANDLERS, handled_kinds
+
+    assert list(handled_kinds()) == list(HANDLERS) == ALL_KINDS
+
+
+def test_check_reports_a_subscription_without_the_no_show_kinds(rsps):
+    mock_me(rsps)
+    mock_subscriptions(rsps, [subscription("active", events=OLD_KINDS)])
+    with pytest.raises(CommandError, match=r"invitee_no_show\.created, invitee_no_show\.deleted") as caught:
+        run("check")
+    assert caught.value.returncode == 3
+    assert "subscribe --upgrade" in str(caught.value)
+
+
+def test_subscribe_on_an_old_subscription_says_how_to_upgrade(rsps):
+    mock_me(rsps)
+    mock_subscriptions(rsps, [subscription("active", events=OLD_KINDS)])
+    output = run("subscribe", "--url", HOOK_URL)
+    assert "does not deliver invitee_no_show.created, invitee_no_show.deleted" in output
+    assert "--upgrade" in output
+
+
+def test_upgrade_creates_the_new_subscription_before_deleting_the_old(rsps):
+    mock_me(rsps)
+    mock_subscriptions(rsps, [subscription("active", events=OLD_KINDS)])
+    # The old one still holds the URL: Calendly refuses a second subscription for it.
+    rsps.post(f"{API}/webhook_subscriptions", json=api_json("error_409_already_exists.json"), status=409)
+    mock_subscriptions(rsps, [subscription("active", events=OLD_KINDS)])
+    variant = f"{HOOK_URL}?calsync_generation=1"
+    created = subscription("active", uri=NEW_URI, url=variant)
+    rsps.post(f"{API}/webhook_subscriptions", json={"resource": created}, status=201)
+    rsps.delete(SUB_URI, status=204)
+    output = run("subscribe", "--url", HOOK_URL, "--upgrade")
+    methods = [c.request.method for c in rsps.calls]
+    assert methods == ["GET", "GET", "POST", "GET", "POST", "DELETE"]  # the delete comes last
+    posted = json.loads(rsps.calls[4].request.body)
+    assert posted["events"] == ALL_KINDS and posted["signing_key"] == SIGNING_KEY
+    assert "Upgraded" in output and NEW_URI in output and "deleted" in output
+
+
+def test_subscribe_after_an_upgrade_finds_the_url_variant_and_creates_nothing(rsps):
+    mock_me(rsps)
+    mock_subscriptions(rsps, [subscription("active", uri=NEW_URI, url=f"{HOOK_URL}?calsync_generation=1")])
+    output = run("subscribe", "--url", HOOK_URL)
+    assert "already subscribed" in output and NEW_URI in output and "does not deliver" not in output
+    assert [c.request.method for c in rsps.calls] == ["GET", "GET"]
+
+
+def test_a_failed_upgrade_leaves_the_old_subscription_alone(rsps):
+    mock_me(rsps)
+    mock_subscriptions(rsps, [subscription("active", events=OLD_KINDS)])
+    rsps.post(f"{API}/webhook_subscriptions", json=api_json("error_403_plan.json"), status=403)
+    with pytest.raises(CommandError):
+        run("subscribe", "--url", HOOK_URL, "--upgrade")
+    assert "DELETE" not in [c.request.method for c in rsps.calls]
+
+
+def test_upgrade_of_a_complete_subscription_changes_nothing(rsps):
+    mock_me(rsps)
+    mock_subscriptions(rsps, [subscription("active")])
+    output = run("subscribe", "--url", HOOK_URL, "--upgrade")
+    assert "already delivers every kind" in output
+    assert [c.request.method for c in rsps.calls] == ["GET", "GET"]
+
+
+def test_watch_flags_a_subscription_lacking_a_handled_kind(rsps):
+    mock_me(rsps)
+    mock_subscriptions(rsps, [subscription("active", events=OLD_KINDS)])
+    assert watch_calendly_subscription().startswith("incomplete")
+    alert = Alert.objects.get()
+    assert alert.kind == "subscription_incomplete"
+    assert "invitee_no_show.created" in alert.summary and "--upgrade" in alert.summary
+    assert [c.request.method for c in rsps.calls] == ["GET", "GET"]  # flagged, not changed

@@ -10,6 +10,7 @@ from bookings.calendly_api import CalendlyClient, CalendlyError
 
 EXIT_DISABLED = 1
 EXIT_MISSING = 2
+EXIT_INCOMPLETE = 3
 
 
 def describe(sub: dict) -> str:
@@ -26,14 +27,22 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
-        subscribe = sub.add_parser("subscribe", help="subscribe a public URL to invitee.created and invitee.canceled")
+        subscribe = sub.add_parser("subscribe", help="subscribe a public URL to every kind calsync handles")
         subscribe.add_argument("--url", help="public webhook URL (default: CALENDLY_WEBHOOK_URL)")
         subscribe.add_argument("--scope", choices=["organization", "user"], help="default: CALENDLY_WEBHOOK_SCOPE")
+        subscribe.add_argument(
+            "--upgrade",
+            action="store_true",
+            help="replace an existing subscription that lacks a kind (the new one is created before the old "
+            "one is deleted)",
+        )
         listing = sub.add_parser("list", help="list the subscriptions in the scope")
         listing.add_argument("--scope", choices=["organization", "user"])
         delete = sub.add_parser("delete", help="delete a subscription by its URI")
         delete.add_argument("uri")
-        check = sub.add_parser("check", help="exit 0 when active, 1 when disabled, 2 when missing")
+        check = sub.add_parser(
+            "check", help="exit 0 when active, 1 when disabled, 2 when missing, 3 when it lacks a handled kind"
+        )
         check.add_argument("--url", help="default: CALENDLY_WEBHOOK_URL")
         check.add_argument("--scope", choices=["organization", "user"])
 
@@ -54,10 +63,18 @@ class Command(BaseCommand):
 
     def do_subscribe(self, client: CalendlyClient, options: dict) -> None:
         url = self._url(options)
+        if options.get("upgrade"):
+            return self._upgrade(client, url, options)
         result = subscriptions.subscribe(client, url, options.get("scope"))
         if not result.created:
             self.stdout.write(self.style.WARNING(f"{url} is already subscribed:"))
             self.stdout.write(describe(result.subscription))
+            lacking = subscriptions.missing_kinds(result.subscription)
+            if lacking and result.subscription.get("events"):
+                self.stdout.write(
+                    self.style.WARNING(f"It does not deliver {', '.join(lacking)}.")
+                    + " Replace it safely with `calendly_webhook subscribe --upgrade`."
+                )
             self.stdout.write(
                 "Nothing changed. If calsync does not have that subscription's signing key, delete it "
                 "(`calendly_webhook delete URI`) and subscribe again."
@@ -75,6 +92,22 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write("Deliveries are signed with the key already in CALENDLY_SIGNING_KEY.")
+
+    def _upgrade(self, client: CalendlyClient, url: str, options: dict) -> None:
+        try:
+            result = subscriptions.upgrade(client, url, options.get("scope"))
+        except ValueError as exc:  # no signing key to give the new subscription
+            raise CommandError(str(exc)) from None
+        if result.new is None:
+            self.stdout.write(result.detail)
+            if result.old is None:
+                raise CommandError(result.detail, returncode=EXIT_MISSING)
+            return
+        self.stdout.write(self.style.SUCCESS("Upgraded:"))
+        self.stdout.write(describe(result.new))
+        if not result.old_deleted:
+            raise CommandError(result.detail)
+        self.stdout.write(f"The old subscription {result.old.get('uri')} was deleted after the new one worked.")
 
     def do_list(self, client: CalendlyClient, options: dict) -> None:
         owner = subscriptions.find_owner(client, options.get("scope"))
@@ -100,5 +133,12 @@ class Command(BaseCommand):
                 "the subscription is DISABLED (Calendly gave up after 24 h of failed deliveries): "
                 "recreate it, then run calendly_reconcile over the gap",
                 returncode=EXIT_DISABLED,
+            )
+        if result.missing_kinds:
+            raise CommandError(
+                f"the subscription does not deliver {', '.join(result.missing_kinds)}, which calsync handles: "
+                "replace it with `calendly_webhook subscribe --upgrade` (it creates the new subscription "
+                "before deleting the old one)",
+                returncode=EXIT_INCOMPLETE,
             )
         self.stdout.write(self.style.SUCCESS("active"))
