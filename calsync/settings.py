@@ -312,6 +312,8 @@ CALSYNC_ALERT_EMAILS = env.list("CALSYNC_ALERT_EMAILS", default=[])
 CALSYNC_ALERT_INTERVAL = env.int("CALSYNC_ALERT_INTERVAL", default=3600)
 CALSYNC_REVIEW_ALERT_HOURS = env.float("CALSYNC_REVIEW_ALERT_HOURS", default=24)
 CALSYNC_RETENTION_DAYS = env.int("CALSYNC_RETENTION_DAYS", default=180)
+# Finished events (and their processing attempts) are deleted after this many days; 0 keeps them forever.
+CALSYNC_EVENT_DELETE_DAYS = env.int("CALSYNC_EVENT_DELETE_DAYS", default=400)
 # Outgoing mail: EMAIL_URL=smtp+tls://user:password@smtp.example.com:587 (django-environ's syntax).
 vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="calsync@localhost")
