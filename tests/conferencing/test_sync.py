@@ -459,3 +459,29 @@ def test_a_killed_holders_event_lock_expires_with_the_processing_lease(settings,
     with event_lock("https://api.calendly.com/scheduled_events/lease-test"):
         pass
     assert timeouts == [7]
+
+
+LONG_EVENT_URI = "https://api.calendly.com/scheduled_events/" + "E" * 400
+
+
+def test_a_long_event_uri_still_locks_on_the_database_cache():
+    """PostgreSQL's database cache refuses keys over 255 characters: `add` then answers False forever."""
+    import warnings
+
+    from django.core.cache import caches
+    from django.core.cache.backends.base import CacheKeyWarning
+    from django.core.cache.backends.db import DatabaseCache
+
+    from calsync.errors import SyncError
+
+    assert isinstance(caches["default"], DatabaseCache)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheKeyWarning)  # a key too long for the cache is a failure here
+        with event_lock(LONG_EVENT_URI):
+            with pytest.raises(SyncError, match="another worker"):
+                with event_lock(LONG_EVENT_URI):
+                    pass
+        with event_lock(LONG_EVENT_URI):  # released, so free again
+            pass
+        with event_lock(LONG_EVENT_URI[:-1] + "F"):  # a different event is a different lock
+            pass
