@@ -3,6 +3,10 @@
 manage.py send_test_booking                          # one booking by the demo invitee
 manage.py send_test_booking --reschedule --cancel    # …then moved a day later, then cancelled
 manage.py send_test_booking --count 3 --duplicate --shuffle --email someone@example.com
+
+It refuses when this calsync is configured for a real Kommo or Zoom account, or the webhook URL is not
+on this machine (sandbox/targets.py): the bookings would become real leads and meetings. `--really`
+sends anyway.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sandbox import calendly_sender as cs
 from sandbox.demo import DEMO_INVITEE_EMAIL, DEMO_INVITEE_NAME
+from sandbox.targets import real_targets
 
 LOCATION_TYPES = [
     "custom",
@@ -51,6 +56,11 @@ class Command(BaseCommand):
         parser.add_argument("--delay", type=float, default=0.0, help="seconds between deliveries")
         parser.add_argument("--seed", type=int, help="RNG seed for URIs and order (reproducible runs)")
         parser.add_argument("--key", help="signing key (default: the first CALENDLY_SIGNING_KEY)")
+        parser.add_argument(
+            "--really",
+            action="store_true",
+            help="send even though Kommo, Zoom or the webhook are not the local emulators (real data!)",
+        )
 
     def handle(self, *args, **options) -> None:
         key = options["key"] or next(iter(settings.CALENDLY_SIGNING_KEYS), "")
@@ -58,6 +68,13 @@ class Command(BaseCommand):
             raise CommandError("no signing key: set CALENDLY_SIGNING_KEY (scripts/run.sh writes one to .env) or --key")
         if options["count"] < 1:
             raise CommandError("--count must be at least 1")
+        real = real_targets(options["url"])
+        if real and not options["really"]:
+            raise CommandError(
+                "refusing to send test bookings: this calsync would act on real accounts ("
+                + "; ".join(real)
+                + "). Point it at the sandbox emulators (manage.py run_emulators), or add --really."
+            )
         rng = random.Random(options["seed"])  # noqa: S311 - sample traffic
         now = datetime.now(UTC)
         start = datetime.fromisoformat(options["start"]) if options["start"] else None
