@@ -156,6 +156,9 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, ReplayPermissionMixin, admin.ModelAd
     @admin.display(description="payload (as Calendly sent it)")
     def pretty_payload(self, obj: WebhookEvent) -> str:
         text = json.dumps(obj.payload, indent=2, ensure_ascii=False) if obj.payload is not None else obj.raw_text()
+        # SQLite keeps a lone surrogate (escaped) in a payload stored before the parser refused them; the
+        # page cannot be encoded with it: show "?" rather than answer 500.
+        text = text.encode("utf-8", "replace").decode("utf-8")
         return format_html("<pre style='white-space:pre-wrap;max-height:40em;overflow:auto'>{}</pre>", text)
 
     @admin.action(description="Replay selected events", permissions=["replay"])
@@ -186,20 +189,42 @@ def booking_timeline(booking: Booking) -> list[tuple]:
                 lines.append(
                     (attempt.finished_at or attempt.started_at, f"{mark} {step['step']}: {step.get('detail', '')}")
                 )
+    for drift in booking.drifts.all():
+        lines.append(
+            (
+                drift.found_at,
+                f"⚠ {drift.service} changed outside calsync: {drift.detail} [{drift.get_outcome_display()}]",
+            )
+        )
     return sorted(lines, key=lambda line: line[0])
+
+
+class LinkProblemFilter(admin.SimpleListFilter):
+    title = "reschedule link problem"
+    parameter_name = "link_problem"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Needs a look"), ("no", "None")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(link_problem="")
+        if self.value() == "no":
+            return queryset.filter(link_problem="")
+        return queryset
 
 
 @admin.register(Booking)
 class BookingAdmin(ReadOnlyAdminMixin, ReplayPermissionMixin, admin.ModelAdmin):
     list_display = ("start_at", "invitee_name", "invitee_email", "event_type_name", "host_email", "coloured_status",
                     "crm_status", "deal", "zoom")  # fmt: skip
-    list_filter = ("status", "crm_status", "event_type_name", "start_at")
+    list_filter = ("status", "crm_status", LinkProblemFilter, "event_type_name", "start_at")
     search_fields = ("invitee_email", "invitee_name", "invitee_uri", "event_uri", "host_email")
     date_hierarchy = "start_at"
     list_select_related = ("kommo_link",)
     actions = ["sync_again"]
     fieldsets = (
-        (None, {"fields": ("summary", "coloured_status", "crm_status", "deal", "zoom")}),
+        (None, {"fields": ("summary", "coloured_status", "crm_status", "deal", "zoom", "link_problem")}),
         ("Meeting", {"fields": ("event_type_name", "start_at", "end_at", "invitee_timezone", "host_name",
                                 "host_email", "location_type", "conference_join_url")}),
         ("Invitee", {"fields": ("invitee_name", "invitee_email", "invitee_phone", "guests", "answers")}),
@@ -243,6 +268,8 @@ class BookingAdmin(ReadOnlyAdminMixin, ReplayPermissionMixin, admin.ModelAdmin):
         text = f"{obj.invitee_name}’s {obj.event_type_name or 'meeting'} {state.get(obj.status, '')} {when}."
         if obj.crm_status == Booking.CrmStatus.NEEDS_REVIEW:
             text += " calsync needs you to choose its Kommo deal (Review queue)."
+        if obj.link_problem:
+            text += " Check it: calsync ignored a reschedule pointer (see “reschedule link problem”)."
         return text
 
     @admin.display(description="guests")

@@ -9,9 +9,10 @@ The raw body is always kept by the caller; this module never re-serialises it.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 INVITEE_CREATED = "invitee.created"
@@ -31,6 +32,21 @@ CALENDLY_CONFERENCE_TYPES = frozenset(
         "gotomeeting_conference",
     }
 )
+
+
+# Bounds on what a delivery may carry, so that whatever is accepted can be stored and processed
+# (the columns of bookings.models: kind 100, URIs 500, e-mail 320; years any datetime can shift within).
+MAX_KIND_LENGTH = 100
+MAX_URI_LENGTH = 500
+MAX_EMAIL_LENGTH = 320
+MIN_YEAR, MAX_YEAR = 1970, 2199
+MAX_INT_DIGITS = 20
+MAX_JSON_DEPTH = 32
+
+
+def _clip(value: object, length: int = 80) -> str:
+    text = str(value)
+    return text if len(text) <= length else text[:length] + "…"
 
 
 class PayloadError(ValueError):
@@ -147,10 +163,13 @@ def _opt_str(obj: Mapping[str, Any], key: str, path: str) -> str | None:
     return value
 
 
-def _req_str(obj: Mapping[str, Any], key: str, path: str) -> str:
+def _req_str(obj: Mapping[str, Any], key: str, path: str, *, max_length: int | None = None) -> str:
     value = _opt_str(obj, key, path)
     if value is None:
         raise PayloadError(f"{path}.{key}", "required, missing or empty")
+    if max_length is not None and len(value) > max_length:
+        # A key or a kind cannot be shortened without becoming another one: refuse it.
+        raise PayloadError(f"{path}.{key}", f"longer than {max_length} characters")
     return value
 
 
@@ -176,9 +195,16 @@ def parse_timestamp(value: str, path: str = "timestamp") -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except (ValueError, AttributeError):
-        raise PayloadError(path, f"not an ISO-8601 timestamp: {value!r}") from None
+        raise PayloadError(path, f"not an ISO-8601 timestamp: {_clip(value)!r}") from None
     if parsed.tzinfo is None:
-        raise PayloadError(path, f"timestamp without a time zone: {value!r}")
+        raise PayloadError(path, f"timestamp without a time zone: {_clip(value)!r}")
+    # Year 1 or 9999 parses, then breaks time-zone arithmetic, databases and every later retry.
+    try:
+        in_utc = parsed.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not MIN_YEAR <= in_utc.year <= MAX_YEAR:
+        raise PayloadError(path, f"timestamp outside the years {MIN_YEAR}-{MAX_YEAR}: {_clip(value)!r}")
     return parsed
 
 
@@ -259,7 +285,7 @@ def parse_scheduled_event(raw: Mapping[str, Any], path: str) -> ScheduledEvent:
     if end < start:
         raise PayloadError(f"{path}.end_time", "ends before it starts")
     return ScheduledEvent(
-        uri=_req_str(raw, "uri", path),
+        uri=_req_str(raw, "uri", path, max_length=MAX_URI_LENGTH),
         name=_opt_str(raw, "name", path),
         status=_opt_str(raw, "status", path),
         start_time=start,
@@ -290,11 +316,13 @@ def parse_invitee(raw: Mapping[str, Any], path: str = "payload") -> tuple[Invite
         cancellation = _parse_cancellation(
             _opt_dict(event_raw, "cancellation", f"{path}.scheduled_event"), f"{path}.scheduled_event.cancellation"
         )
-    email = _req_str(raw, "email", path).strip()
+    email = _req_str(raw, "email", path, max_length=MAX_EMAIL_LENGTH).strip()
     if "@" not in email:
         raise PayloadError(f"{path}.email", "not an e-mail address")
+    if len(event_uri) > MAX_URI_LENGTH:
+        raise PayloadError(f"{path}.event", f"longer than {MAX_URI_LENGTH} characters")
     invitee = Invitee(
-        uri=_req_str(raw, "uri", path),
+        uri=_req_str(raw, "uri", path, max_length=MAX_URI_LENGTH),
         event_uri=event_uri,
         email=email,
         name=_opt_str(raw, "name", path) or email,
@@ -322,7 +350,7 @@ def parse_delivery_data(data: Any) -> CalendlyDelivery:
     """Parse an already-decoded JSON document (used for stored payloads and replays)."""
     if not isinstance(data, Mapping):
         raise PayloadError("$", "expected a JSON object")
-    kind = _req_str(data, "event", "$")
+    kind = _req_str(data, "event", "$", max_length=MAX_KIND_LENGTH)
     payload = data.get("payload")
     if not isinstance(payload, Mapping):
         raise PayloadError("$.payload", "required, expected an object")
@@ -332,6 +360,8 @@ def parse_delivery_data(data: Any) -> CalendlyDelivery:
         "created_by": _opt_str(data, "created_by", "$"),
         "payload_uri": _opt_str(payload, "uri", "$.payload"),
     }
+    if len(delivery_kw["payload_uri"] or "") > MAX_URI_LENGTH:
+        raise PayloadError("$.payload.uri", f"longer than {MAX_URI_LENGTH} characters")
     # invitee_no_show.* deliveries carry the Invitee too (with `no_show` set when marked).
     if kind.startswith(("invitee.", "invitee_no_show.")):
         invitee, scheduled_event = parse_invitee(payload, "$.payload")
@@ -339,13 +369,69 @@ def parse_delivery_data(data: Any) -> CalendlyDelivery:
     return CalendlyDelivery(**delivery_kw)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise PayloadError("$", f"{name} is not a JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise PayloadError("$", f"an integer of {len(text)} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise PayloadError("$", f"number out of range: {_clip(text)}")
+    return value
+
+
+def check_storable(data: Any) -> None:
+    """Refuse JSON a database cannot store as it is: too deep, NUL characters, lone surrogates.
+
+    PostgreSQL's text and jsonb refuse U+0000, and no UTF-8 encoder takes a lone surrogate such as
+    ``"\\ud800"``; a delivery that carries them would fail on every retry. Iterative: no recursion limit.
+    """
+    stack: list[tuple[Any, str, int]] = [(data, "$", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise PayloadError(path, f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, str):
+            _check_text(value, path)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, f"{path} (a key)")
+                stack.append((item, f"{path}.{_clip(key, 40)}", depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value))
+
+
+def _check_text(text: str, path: str) -> None:
+    if "\x00" in text:
+        raise PayloadError(path, "contains a NUL character (\\u0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError(path, "contains a lone surrogate (not valid Unicode)") from None
+
+
 def decode_body(raw_body: bytes) -> Any:
     try:
-        return json.loads(raw_body.decode("utf-8"))
+        data = json.loads(
+            raw_body.decode("utf-8"),
+            parse_constant=_refuse_constant,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+        )
     except UnicodeDecodeError:
         raise PayloadError("$", "body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise PayloadError("$", f"body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise PayloadError("$", f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    check_storable(data)
+    return data
 
 
 def parse_delivery(raw_body: bytes) -> CalendlyDelivery:

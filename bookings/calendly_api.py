@@ -1,6 +1,6 @@
 """Calendly API v2 client: the current user, webhook subscriptions, scheduled events and invitees.
 
-Facts it follows (reference/calendly.md §5, §6): `GET /users/me` gives the organization;
+Facts it follows (https://developer.calendly.com/api-docs): `GET /users/me` gives the organization;
 `POST /webhook_subscriptions` answers 409 when the URL is already subscribed (we then look the existing
 one up); lists page through `pagination.next_page`; 500 requests per user per minute, and a 429 carries
 `Retry-After` and/or `X-RateLimit-Reset` (seconds). Reads are retried on 5xx and timeouts with backoff;

@@ -150,6 +150,13 @@ class Booking(models.Model):
     rescheduled_from = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rescheduled_to"
     )
+    # A reschedule pointer calsync did not follow (another invitee's booking, a second successor, a
+    # cycle): the booking was processed on its own and a person should look. See bookings.reschedule.
+    link_problem = models.TextField(
+        "reschedule link problem",
+        blank=True,
+        help_text="Why calsync ignored a reschedule pointer of this booking. Empty: nothing to check.",
+    )
 
     # No-show (invitee_no_show.created / .deleted): when it was marked and when it was undone, so the
     # end state does not depend on the order the two deliveries arrive in.
@@ -215,3 +222,34 @@ class Booking(models.Model):
                 break
             chain.append(nxt)
         return chain
+
+
+class SyncDrift(models.Model):
+    """Something in Kommo or Zoom that no longer matches what calsync recorded for a live booking.
+
+    Found by the verification (`bookings.verification`): a task or meeting deleted, completed or moved
+    by a person. Each distinct drift is one row (its `key`), so a drift that lasts is not recorded again
+    on every run. Shown in the booking's timeline, counted in /metrics and raised in the alert digest.
+    """
+
+    class Outcome(models.TextChoices):
+        REPAIRED = "repaired", "Repaired by calsync"
+        RAISED = "raised", "Left as it is; raised for a person"
+        LEFT_ALONE = "left_alone", "A person's decision; left alone"
+        FAILED = "failed", "Repair failed; tried again on the next run"
+
+    booking = models.ForeignKey(Booking, on_delete=models.CASCADE, related_name="drifts")
+    service = models.CharField(max_length=20, help_text="kommo or zoom")
+    kind = models.CharField(max_length=40, help_text="e.g. task_deleted, meeting_moved")
+    key = models.CharField(max_length=300, unique=True)
+    detail = models.TextField(blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    source = models.CharField(max_length=20, default="verify_sync", help_text="verify_sync or resync")
+    found_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-found_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.kind} on booking #{self.booking_id}: {self.outcome}"

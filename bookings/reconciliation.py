@@ -1,6 +1,7 @@
 """Reconciliation and backfill: compare Calendly's scheduled events with our bookings and heal the gaps.
 
-For every event starting in a window (the API filters on start time only, reference/calendly.md §6) and
+For every event starting in a window (the API filters on start time only:
+https://developer.calendly.com/api-docs/calendly-api/scheduled-events/list-scheduled-events) and
 every invitee whose state differs from our booking (missing, or cancelled there but live here), build a
 delivery shaped exactly like Calendly's webhook (envelope + invitee + embedded `scheduled_event`) and
 store it through `store_delivery(source=reconciliation)`. It then follows the same pipeline as a real

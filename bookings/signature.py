@@ -1,4 +1,5 @@
-"""Calendly webhook signature verification. Pure: no Django, no settings, no clock of its own.
+"""Calendly webhook signature verification. Pure: no settings, no clock of its own (Django only marks the
+secrets so error pages never show them).
 
 Header: ``Calendly-Webhook-Signature: t=<unix seconds>,v1=<lowercase hex>``.
 ``v1 = hex(HMAC-SHA256(key = signing key's UTF-8 bytes, msg = t + "." + raw body bytes))``.
@@ -10,10 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
+
+from django.views.decorators.debug import sensitive_variables
 
 HEADER = "Calendly-Webhook-Signature"
 DEFAULT_TOLERANCE_S = 180
+# Unix seconds in ASCII digits only: `str.isdigit()` also accepts "²" or "١٢٣", which `int()` refuses
+# or reads as another number. Twelve digits reach the year 33658; more is not a time, only work.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class SignatureError(Exception):
@@ -24,6 +31,7 @@ class SignatureError(Exception):
         self.reason = reason
 
 
+@sensitive_variables("key")
 def compute_signature(raw_body: bytes, timestamp: str, key: str) -> str:
     """The lowercase hex v1 value Calendly computes for this body and timestamp."""
     return hmac.new(key.encode("utf-8"), timestamp.encode("ascii") + b"." + raw_body, hashlib.sha256).hexdigest()
@@ -49,13 +57,15 @@ def parse_signature_header(header: str | None) -> tuple[str, list[str]]:
             timestamp = value
         elif name == "v1" and value:
             digests.append(value.lower())
-    if timestamp is None or not timestamp.isdigit():
+    if timestamp is None or not _TIMESTAMP.fullmatch(timestamp):
         raise SignatureError("malformed signature header: no valid t= timestamp")
     if not digests:
         raise SignatureError("malformed signature header: no v1= signature")
     return timestamp, digests
 
 
+# Error pages and reports list a frame's local variables: never the signing keys (see calsync.debug).
+@sensitive_variables("keys", "key", "expected")
 def verify_signature(
     raw_body: bytes,
     header: str | None,

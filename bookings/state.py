@@ -8,7 +8,9 @@ Rules (each proven by tests/bookings/test_state.py):
 - Descriptive fields follow the newest Calendly `updated_at` seen, so a stale delivery never overwrites
   newer data.
 - A reschedule is linked by URIs from either half: the old invitee's `new_invitee`, or the new one's
-  `old_invitee`. Whichever half comes first, the end state is the same.
+  `old_invitee`. Whichever half comes first, the end state is the same. A pointer is followed only
+  within one invitee's bookings, one successor each, no cycle (bookings.reschedule); otherwise the
+  booking is processed on its own and flagged for a person.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TypeVar
 
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, OperationalError, models, transaction
 from django.db.models import Q
 
 from bookings.calendly import (
@@ -32,6 +34,7 @@ from bookings.calendly import (
     parse_delivery_data,
 )
 from bookings.models import Booking, WebhookEvent
+from bookings.reschedule import flag, link_refusal
 
 _STATUS_RANK = {Booking.Status.SCHEDULED: 0, Booking.Status.RESCHEDULED: 1, Booking.Status.CANCELED: 1}
 
@@ -66,6 +69,28 @@ def _descriptive_fields(invitee: Invitee, event: ScheduledEvent) -> dict:
     }
 
 
+TRUNCATION_MARK = "…"
+
+
+def fit_to_columns(fields: dict) -> dict:
+    """Shorten text longer than its Booking column, so a 300-character name is stored, not retried forever.
+
+    Text is cut with a "…" marker; a link that does not fit is dropped (a cut link leads nowhere).
+    The keys (invitee and event URIs, e-mail) are bounded by the parser, which refuses longer ones.
+    """
+    fitted = dict(fields)
+    for name, value in fields.items():
+        column = Booking._meta.get_field(name)
+        limit = getattr(column, "max_length", None)
+        if not limit or not isinstance(value, str) or len(value) <= limit:
+            continue
+        if isinstance(column, models.URLField):
+            fitted[name] = ""
+        else:
+            fitted[name] = value[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+    return fitted
+
+
 def _freshness(invitee: Invitee, event: ScheduledEvent) -> datetime | None:
     stamps = [t for t in (invitee.updated_at, event.updated_at) if t is not None]
     return max(stamps) if stamps else None
@@ -96,7 +121,7 @@ def lock_in_order(invitee_uris: Iterable[str | None], pks: Iterable[int] = ()) -
 
 def upsert_booking(invitee: Invitee, event: ScheduledEvent) -> Booking:
     """Create the booking, or refresh its descriptive fields if this delivery is at least as new."""
-    fields = _descriptive_fields(invitee, event)
+    fields = fit_to_columns(_descriptive_fields(invitee, event))
     fresh = _freshness(invitee, event)
     booking = _locked_booking(invitee.uri)
     if booking is None:
@@ -128,33 +153,44 @@ def _advance_status(booking: Booking, status: str) -> bool:
     return False
 
 
-def _link(old: Booking, new: Booking) -> None:
-    """Record that `old` was moved to `new`. Safe to call repeatedly and from either half."""
+def _link(old: Booking, new: Booking, *, named_by: Booking) -> bool:
+    """Record that `old` was moved to `new`. Safe to call repeatedly and from either half.
+
+    Only when `bookings.reschedule.link_refusal` allows it; otherwise nothing is linked and `named_by`,
+    the booking whose pointer asked for it, is flagged for a person. True when linked.
+    """
+    refusal = link_refusal(old, new)
+    if refusal is not None:
+        flag(named_by, refusal)
+        return False
     changed_old = False
     if old.next_invitee_uri != new.invitee_uri:
         old.next_invitee_uri = new.invitee_uri
         changed_old = True
     changed_old |= _advance_status(old, Booking.Status.RESCHEDULED)
     if changed_old:
-        old.save()
+        old.save(update_fields=["next_invitee_uri", "status", "updated_at"])
     if new.rescheduled_from_id != old.pk or new.previous_invitee_uri != old.invitee_uri:
         new.rescheduled_from = old
         new.previous_invitee_uri = old.invitee_uri
-        new.save()
+        new.save(update_fields=["rescheduled_from", "previous_invitee_uri", "updated_at"])
+    return True
 
 
 def _link_partner_that_named(booking: Booking, affected: list[Booking], *, as_old: bool) -> None:
-    """Link the other half of a reschedule that arrived first and named `booking` (as its old or new invitee)."""
+    """Link the other half of a reschedule that arrived first and named `booking` (as its old or new invitee).
+
+    Several may name it (only one can be right): each is checked, in the order they arrived.
+    """
     field = "previous_invitee_uri" if as_old else "next_invitee_uri"
-    partner = Booking.objects.select_for_update().filter(**{field: booking.invitee_uri}).exclude(pk=booking.pk).first()
-    if partner is None or partner.pk in {b.pk for b in affected}:
-        return
-    if as_old:
-        _link(booking, partner)
-        affected.append(partner)
-    else:
-        _link(partner, booking)
-        affected.insert(0, partner)
+    partners = Booking.objects.select_for_update().filter(**{field: booking.invitee_uri}).exclude(pk=booking.pk)
+    for partner in partners.order_by("pk"):
+        if partner.pk in {b.pk for b in affected}:
+            continue
+        if as_old and _link(booking, partner, named_by=partner):
+            affected.append(partner)
+        elif not as_old and _link(partner, booking, named_by=partner):
+            affected.insert(0, partner)
 
 
 def apply_invitee_created(delivery: CalendlyDelivery) -> list[Booking]:
@@ -167,8 +203,7 @@ def apply_invitee_created(delivery: CalendlyDelivery) -> list[Booking]:
             booking.previous_invitee_uri = invitee.old_invitee_uri
             booking.save(update_fields=["previous_invitee_uri", "updated_at"])
         old = _locked_booking(invitee.old_invitee_uri)
-        if old is not None:
-            _link(old, booking)
+        if old is not None and _link(old, booking, named_by=booking):
             affected.insert(0, old)
     # The old half may have arrived first and named us; pick up that link too.
     _link_partner_that_named(booking, affected, as_old=False)
@@ -184,20 +219,29 @@ def apply_invitee_canceled(delivery: CalendlyDelivery) -> list[Booking]:
     booking = upsert_booking(invitee, event)
     cancellation = invitee.cancellation
     if cancellation is not None:
-        booking.canceled_by = cancellation.canceled_by or ""
-        booking.canceler_type = cancellation.canceler_type or ""
+        who = fit_to_columns(
+            {"canceled_by": cancellation.canceled_by or "", "canceler_type": cancellation.canceler_type or ""}
+        )
+        booking.canceled_by = who["canceled_by"]
+        booking.canceler_type = who["canceler_type"]
         booking.cancel_reason = cancellation.reason or ""
         booking.canceled_at = cancellation.created_at
     if booking.canceled_at is None:
         booking.canceled_at = delivery.created_at
     affected = [booking]
     if invitee.rescheduled and invitee.new_invitee_uri:
-        booking.next_invitee_uri = invitee.new_invitee_uri
+        if booking.next_invitee_uri in ("", invitee.new_invitee_uri):
+            booking.next_invitee_uri = invitee.new_invitee_uri
+        else:  # already linked to another new booking: that link stands
+            flag(
+                booking,
+                f"its cancellation names {invitee.new_invitee_uri} as the new booking, but it was already "
+                f"moved to {booking.next_invitee_uri}",
+            )
         _advance_status(booking, Booking.Status.RESCHEDULED)
         booking.save()
         new = _locked_booking(invitee.new_invitee_uri)
-        if new is not None:
-            _link(booking, new)
+        if new is not None and _link(booking, new, named_by=booking):
             affected.append(new)
     else:
         _advance_status(booking, Booking.Status.CANCELED)
@@ -283,14 +327,16 @@ def _relink(bookings: list[Booking]) -> list[Booking]:
             if booking.rescheduled_from_id is None:
                 # Our old half by the URI we name, or one that names us as its new invitee.
                 old = _locked_booking(booking.previous_invitee_uri) if booking.previous_invitee_uri else None
-                old = old or _locked_by(next_invitee_uri=booking.invitee_uri, exclude=booking)
-                if old is not None:
-                    _link(old, booking)
+                named_by = booking
+                if old is None:
+                    old = named_by = _locked_by(next_invitee_uri=booking.invitee_uri, exclude=booking)
+                if old is not None and _link(old, booking, named_by=named_by):
                     result.insert(0, old)
             new = _locked_booking(booking.next_invitee_uri) if booking.next_invitee_uri else None
-            new = new or _locked_by(previous_invitee_uri=booking.invitee_uri, exclude=booking)
-            if new is not None and new.rescheduled_from_id != booking.pk:
-                _link(booking, new)
+            named_by = booking
+            if new is None:
+                new = named_by = _locked_by(previous_invitee_uri=booking.invitee_uri, exclude=booking)
+            if new is not None and new.rescheduled_from_id != booking.pk and _link(booking, new, named_by=named_by):
                 result.append(new)
     seen: set[int] = set()
     return [b for b in result if not (b.pk in seen or seen.add(b.pk))]

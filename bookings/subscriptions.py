@@ -1,12 +1,12 @@
 """The Calendly webhook subscription: subscribe, find ours, check it, and recreate it safely.
 
 Calendly disables a subscription silently after 24 hours of failed deliveries and never re-enables it
-(reference/calendly.md §4): the watch finds that, raises an alert and, if allowed, recreates it.
-Recreating creates the new subscription FIRST and deletes the old one only once the create succeeded,
-so a failed create leaves the team exactly where it was (PostHog's review of nextcrm-app#267's fix).
-A disabled subscription may still hold its URL (409 on a second create with the same URL, [INF]); the
-replacement then uses the same URL with a `calsync_generation` query parameter, which routes to the
-same view (the signature covers the body only).
+(https://developer.calendly.com/api-docs/overview/webhooks/webhook-errors): the watch finds that,
+raises an alert and, if allowed, recreates it. Recreating creates the new subscription FIRST and
+deletes the old one only once the create succeeded, so a failed create leaves the team exactly where
+it was. A disabled subscription may still hold its URL (409 on a second create with the same URL, we
+assume); the replacement then uses the same URL with a `calsync_generation` query parameter, which
+routes to the same view (the signature covers the body only).
 """
 
 from __future__ import annotations

@@ -99,3 +99,28 @@ def redact_old_events() -> str:
     from bookings.retention import redact_old_events as redact
 
     return f"{redact()}; {delete_old_events()}"
+
+
+VERIFY_SCHEDULE = "calsync: verify Kommo and Zoom"
+VERIFY_LOCK = "calsync:verify-lock"
+
+
+def verify_live_bookings() -> str:
+    """Scheduled (data migration 0010): check the coming days' live bookings against Kommo and Zoom."""
+    from django.conf import settings
+    from django.core.cache import cache
+    from django_q.models import Schedule
+
+    from bookings.verification import live_bookings, verify
+
+    minutes = settings.CALSYNC_VERIFY_MINUTES
+    if minutes <= 0:
+        return "skipped: CALSYNC_VERIFY_MINUTES is 0 (verification turned off)"
+    Schedule.objects.filter(name=VERIFY_SCHEDULE).exclude(minutes=minutes).update(minutes=minutes)
+    # Two runs at once would only spend the budget twice.
+    if not cache.add(VERIFY_LOCK, "1", timeout=settings.Q_CLUSTER.get("timeout", 300) + 60):
+        return "skipped: a verification is already running"
+    try:
+        return verify(live_bookings(settings.CALSYNC_VERIFY_DAYS)).summary()
+    finally:
+        cache.delete(VERIFY_LOCK)

@@ -19,6 +19,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -40,14 +42,30 @@ class BodyTooLarge(Exception):
 
 
 def read_limited_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing anything over `limit` bytes without reading it all into memory."""
-    declared = request.META.get("CONTENT_LENGTH")
+    """The raw body, refusing anything over `limit` bytes without reading it all into memory.
+
+    A chunked request has no Content-Length, and Django then reads its body as empty. When the
+    server de-chunks and ends the stream itself (`wsgi.input_terminated`, as gunicorn does), the body
+    is read from that stream until its end, still stopping one byte past the limit.
+    """
+    environ = request._request.META
+    declared = environ.get("CONTENT_LENGTH")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
-    body = request._request.read(limit + 1)
-    if len(body) > limit:
+    stream = request._request
+    if not declared and environ.get("wsgi.input_terminated") and environ.get("wsgi.input") is not None:
+        stream = environ["wsgi.input"]
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:  # a stream may return less than asked before its end
+        chunk = stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
         raise BodyTooLarge
-    return body
+    return b"".join(chunks)
 
 
 def _error(message: str, code: int, **extra) -> Response:
@@ -59,6 +77,7 @@ class CalendlyWebhookView(APIView):
     permission_classes = [AllowAny]
     http_method_names = ["post", "options"]
 
+    @method_decorator(sensitive_variables("keys"))
     def post(self, request: Request) -> Response:
         try:
             raw = read_limited_body(request, settings.CALENDLY_MAX_BODY_BYTES)

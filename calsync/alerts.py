@@ -34,6 +34,7 @@ EVENT_FAILED = "event_failed"
 REVIEW_NEAR_MEETING = "review_near_meeting"
 REVIEW_NEEDED = "review_needed"
 ZOOM_HYGIENE = "zoom_hygiene"
+DRIFT = "drift"
 OTHER = "other"
 KIND_TITLES = {
     SUBSCRIPTION_DISABLED: "Calendly webhook subscription disabled",
@@ -42,6 +43,7 @@ KIND_TITLES = {
     EVENT_FAILED: "Failed events that need attention",
     REVIEW_NEAR_MEETING: "Review items whose meeting is soon",
     REVIEW_NEEDED: "Bookings waiting for a deal to be chosen",
+    DRIFT: "Kommo tasks and Zoom meetings changed by hand (repaired, or for you to decide)",
     ZOOM_HYGIENE: "Leftover Zoom meetings removed (for information)",
     OTHER: "Other",
 }

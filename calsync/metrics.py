@@ -127,7 +127,7 @@ class CalsyncCollector:
         from django.db.models import Count
         from django.utils import timezone
 
-        from bookings.models import Booking, WebhookEvent
+        from bookings.models import Booking, SyncDrift, WebhookEvent
         from calsync.models import ApiCallCount
 
         status = WebhookEvent.Status
@@ -188,6 +188,15 @@ class CalsyncCollector:
         for row in ApiCallCount.objects.order_by("service", "status").values("service", "status", "count"):
             api.add_metric([row["service"], row["status"]], row["count"])
         yield api
+
+        drift = CounterMetricFamily(
+            "calsync_drift",
+            "Tasks and meetings found changed outside calsync (deleted, completed, moved), by service and kind",
+            labels=["service", "kind"],
+        )
+        for row in SyncDrift.objects.values("service", "kind").annotate(n=Count("pk")).order_by("service", "kind"):
+            drift.add_metric([row["service"], row["kind"]], row["n"])
+        yield drift
 
         events = WebhookEvent.objects
         yield GaugeMetricFamily(

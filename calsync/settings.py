@@ -129,6 +129,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Variables marked with @sensitive_variables (the signing keys) stay hidden on error pages even with DEBUG on.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "calsync.debug.AlwaysCleansingFilter"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -179,7 +181,7 @@ CALENDLY_API_URL = env.str("CALENDLY_API_URL", default="https://api.calendly.com
 KOMMO_BASE_URL = env.str("KOMMO_BASE_URL", default="")
 KOMMO_ACCESS_TOKEN = env.str("KOMMO_ACCESS_TOKEN", default="")
 KOMMO_MAX_RPS = env.float("KOMMO_MAX_RPS", default=7.0)
-# --- crm (issue 3): Kommo sync settings; documented in docs/crm.md -------------------------------
+# --- crm: Kommo sync settings; documented in docs/crm.md -----------------------------------------
 # Headroom under KOMMO_MAX_RPS for timing jitter between taking a slot and Kommo counting the request.
 KOMMO_RATE_MARGIN = env.float("KOMMO_RATE_MARGIN", default=0.05)
 KOMMO_CONNECT_TIMEOUT = env.float("KOMMO_CONNECT_TIMEOUT", default=5.0)
@@ -187,7 +189,7 @@ KOMMO_READ_TIMEOUT = env.float("KOMMO_READ_TIMEOUT", default=20.0)
 # A 429 asking for a longer wait than this is left to the pipeline's retry instead of blocking a worker.
 KOMMO_MAX_INLINE_WAIT = env.float("KOMMO_MAX_INLINE_WAIT", default=10.0)
 KOMMO_USERS_CACHE_SECONDS = env.int("KOMMO_USERS_CACHE_SECONDS", default=3600)
-# Deal matching (design.md "Deal matching").
+# Deal matching: which open deal a booking belongs to (docs/crm.md, crm/matching.py).
 KOMMO_DEAL_ID_QUESTION = env.str("KOMMO_DEAL_ID_QUESTION", default="Deal ID")
 KOMMO_DEAL_ID_UTM_FIELD = env.str("KOMMO_DEAL_ID_UTM_FIELD", default="utm_content")
 KOMMO_DEAL_ID_UTM_PREFIX = env.str("KOMMO_DEAL_ID_UTM_PREFIX", default="deal-")
@@ -201,7 +203,7 @@ KOMMO_INBOUND_SOURCE_UID = env.str("KOMMO_INBOUND_SOURCE_UID", default="calsync-
 KOMMO_INBOUND_SOURCE_NAME = env.str("KOMMO_INBOUND_SOURCE_NAME", default="Calendly")
 # Optional folder searched before templates/ for crm/*.txt (a deployment's own wording and language).
 KOMMO_TEMPLATE_DIR = env.str("KOMMO_TEMPLATE_DIR", default="")
-# --- crm: Kommo OAuth 2.0 (issue 7; docs/operations.md "Kommo OAuth") ---
+# --- crm: Kommo OAuth 2.0 (docs/operations.md "Kommo OAuth") ---
 # With all three set and an account connected in the admin (CRM → Kommo connection), calsync uses OAuth
 # tokens instead of KOMMO_ACCESS_TOKEN. KOMMO_REDIRECT_URI = https://<calsync>/admin/crm/kommoconnection/callback/
 KOMMO_CLIENT_ID = env.str("KOMMO_CLIENT_ID", default="")
@@ -246,6 +248,16 @@ CALSYNC_ENQUEUE_GRACE = env.int("CALSYNC_ENQUEUE_GRACE", default=120)
 CALSYNC_PROCESSING_LEASE = env.int("CALSYNC_PROCESSING_LEASE", default=600)
 # How long one event waits for another worker to finish syncing the same booking before retrying later.
 CALSYNC_BOOKING_LOCK_WAIT = env.float("CALSYNC_BOOKING_LOCK_WAIT", default=10.0)
+
+# --- Verification against the live state (bookings.verification; docs/operations.md) -------------
+# Modules with `check(bookings)` and `prepare_repair(booking, finding)`, like CALSYNC_RECONCILERS.
+CALSYNC_VERIFIERS = env.list("CALSYNC_VERIFIERS", default=["conferencing.verify", "crm.verify"])
+# The schedule's interval in minutes; 0 turns the scheduled verification off (verify_sync still works).
+CALSYNC_VERIFY_MINUTES = env.int("CALSYNC_VERIFY_MINUTES", default=30)
+# Live bookings starting within this many days are verified.
+CALSYNC_VERIFY_DAYS = env.int("CALSYNC_VERIFY_DAYS", default=14)
+# Longest a verification waits (seconds) for webhook work to drain before it stops and tries next run.
+CALSYNC_VERIFY_MAX_YIELD = env.float("CALSYNC_VERIFY_MAX_YIELD", default=60.0)
 
 # --- Task queue (django-q2) and the shared cache ---------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -308,7 +320,7 @@ LOGGING = {
     },
 }
 
-# --- Operations (issue 7: subscription watch, reconciliation, health, metrics, alerts, retention) ---
+# --- Operations: subscription watch, reconciliation, health, metrics, alerts, retention ---
 # The public base URL of this service (https://calsync.example.com): links in alert mails, and the
 # default webhook URL that the subscription watch checks.
 CALSYNC_PUBLIC_URL = env.str("CALSYNC_PUBLIC_URL", default="")

@@ -181,9 +181,24 @@ def _take_over_predecessor_meeting(booking: Booking, zoom: Callable[[], ZoomClie
             # An unresolved create is settled by the old booking's own reconcile; and a group meeting
             # other invitees still use stays where it is.
             return None
+        if booking.host_email.strip().lower() != previous.host_email.strip().lower():
+            moved = _move_to_new_host(old, booking, zoom)
+            if moved:
+                return moved
         detail = _move(old, booking, zoom)
         return None if old.status == Deleted else f"{detail} (taken over from booking #{previous.pk})"
     return None
+
+
+def _move_to_new_host(old: ZoomMeeting, booking: Booking, zoom: Callable[[], ZoomClient]) -> str | None:
+    """A reschedule to another host (round-robin) whose new host is a Zoom user: a new meeting under
+    them, then the old one deleted. The booking's join link changes, so the deal is told the new one."""
+    host = _zoom_host(booking, zoom)
+    if host == settings.ZOOM_DEFAULT_USER or host == old.host_user:
+        return None  # no Zoom user of their own (or the same one): the meeting stays and is moved
+    detail = _create(booking, zoom)
+    gone = _delete(old, zoom)
+    return f"{detail} under the new host {booking.host_email}; {gone} (of the previous host)"
 
 
 def _move(meeting: ZoomMeeting, booking: Booking, zoom: Callable[[], ZoomClient]) -> str:

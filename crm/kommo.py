@@ -421,6 +421,14 @@ class KommoClient:
     def complete_task(self, task_id: int, result_text: str) -> None:
         self.update_task(task_id, is_completed=True, result={"text": result_text})
 
+    def get_tasks(self, ids: Iterable[int]) -> list[dict]:
+        """Tasks by id, up to 250 a request; a task deleted in Kommo is simply not in the answer."""
+        tasks: list[dict] = []
+        for chunk in _chunks(sorted({int(i) for i in ids}), PAGE_LIMIT):
+            body = self._request("GET", "/api/v4/tasks", params={"filter[id][]": list(chunk), "limit": PAGE_LIMIT})
+            tasks.extend(((body or {}).get("_embedded") or {}).get("tasks") or [])
+        return tasks
+
     def list_tasks(self, lead_id: int) -> list[dict]:
         params = {"filter[entity_type]": "leads", "filter[entity_id][]": [int(lead_id)]}
         return self._get_all("/api/v4/tasks", params, "tasks")

@@ -1,8 +1,11 @@
-"""Which Kommo deal a booking belongs to. Pure: Kommo data in, a decision out (design.md "Deal matching").
+"""Which Kommo deal a booking belongs to. Pure: Kommo data in, a decision out (docs/crm.md).
 
 Order: a Deal ID answered on the form → a deal id in the booking link's UTM → the open deals of the
 contacts whose EMAIL equals the invitee's → a remembered manual choice for the same open deals →
 one open deal wins; several or none go by policy.
+
+Anyone with the public booking link can type any Deal ID, so a named deal is used only when it is open
+and belongs to the invitee (`deal_belongs_to_invitee`); a deal that exists but does not goes to review.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from crm.kommo import contact_lead_ids, is_open
+from crm.kommo import contact_emails, contact_lead_ids, is_open
 
 MATCHED = "matched"
+NOT_THE_INVITEES_DEAL = "the Deal ID names a deal not linked to this invitee"
 REVIEW = "review"
 INBOUND_LEAD = "inbound_lead"
 
@@ -101,6 +105,53 @@ def _contact_of(lead_id: int, contacts: Sequence[dict]) -> int | None:
     return int(contacts[0]["id"]) if contacts else None
 
 
+def _embedded_ids(entity: dict, key: str) -> set[int]:
+    return {int(item["id"]) for item in (entity.get("_embedded") or {}).get(key) or [] if "id" in item}
+
+
+def _contacts_with_email(contacts: Sequence[dict], email: str) -> list[dict]:
+    wanted = email.strip().lower()
+    return [c for c in contacts if not c.get("is_deleted") and wanted and wanted in contact_emails(c)]
+
+
+def invitee_contact_for_deal(lead: dict, contacts: Sequence[dict], email: str) -> int | None:
+    """The id of a contact with the invitee's e-mail that the deal is linked to, directly or through the
+    contact's company; None when there is none.
+
+    A link shows from either side: the contact's `_embedded.leads` (`with=leads`), the deal's
+    `_embedded.contacts` (`with=contacts`), or a company both carry in `_embedded.companies`.
+    """
+    lead_id = int(lead["id"])
+    mine = _contacts_with_email(contacts, email)
+    lead_contacts = _embedded_ids(lead, "contacts")
+    for contact in mine:
+        if lead_id in contact_lead_ids(contact) or int(contact["id"]) in lead_contacts:
+            return int(contact["id"])
+    lead_companies = _embedded_ids(lead, "companies")
+    for contact in mine:
+        if lead_companies & _embedded_ids(contact, "companies"):
+            return int(contact["id"])
+    return None
+
+
+def why_deal_is_not_the_invitees(lead: dict, contacts: Sequence[dict], email: str) -> str | None:
+    """Why a Deal ID the booking names may not be used (None: it may). `contacts` may be raw search results."""
+    if lead.get("is_deleted"):
+        return "the deal is deleted"
+    if not is_open(lead):
+        return "the deal is closed (won or lost)"
+    if invitee_contact_for_deal(lead, contacts, email) is None:
+        return f"no contact with the e-mail {email.strip().lower()} is linked to the deal, nor that contact's company"
+    return None
+
+
+def deal_belongs_to_invitee(lead: dict, contacts: Sequence[dict], email: str) -> bool:
+    """The rule for honouring a Deal ID: the deal is open and linked to a contact with the invitee's e-mail
+    (or to that contact's company). `lead` as `GET /leads?with=contacts` gives it, `contacts` as the e-mail
+    search (`with=leads`) gives them; contacts without that e-mail are ignored."""
+    return why_deal_is_not_the_invitees(lead, contacts, email) is None
+
+
 def _nothing_found(policy: MatchPolicy, reason: str, contact_id: int | None, candidates: list[dict]) -> DealChoice:
     if policy.none == "inbound_lead":
         return DealChoice(INBOUND_LEAD, "inbound_lead", None, contact_id, f"{reason}: new incoming lead", candidates)
@@ -116,28 +167,46 @@ def choose_deal(
     policy: MatchPolicy,
     remembered_lead: dict | None = None,
     remembered_key: str | None = None,
+    email: str,
 ) -> DealChoice:
     """Decide. `contacts` are already filtered on the exact email; `leads` are their deals.
 
     `explicit_leads` maps id → deal for the explicit ids that exist in Kommo. `remembered_lead` is the
     deal staff picked before for this email, valid only while the open deals are `remembered_key`.
+    `email` is the invitee's: a named deal is used only if `deal_belongs_to_invitee`.
     """
     notes = []
+    refused: list[tuple[ExplicitDealId, dict, str]] = []
     for item in explicit:
         what = "Deal ID answer" if item.source == "deal_id_answer" else "Deal ID in the booking link"
         lead = explicit_leads.get(item.lead_id) if item.lead_id is not None else None
         if lead is not None and not lead.get("is_deleted"):
-            closed = "" if is_open(lead) else " (a closed deal)"
-            return DealChoice(
-                MATCHED,
-                item.source,
-                int(lead["id"]),
-                _contact_of(int(lead["id"]), contacts) or _first_contact_of_lead(lead),
-                f"{what} {item.raw!r} names deal {lead['id']}{closed}",
-                [describe(lead)],
-                responsible_user_id=lead.get("responsible_user_id"),
-            )
+            problem = why_deal_is_not_the_invitees(lead, contacts, email)
+            if problem is None:
+                return DealChoice(
+                    MATCHED,
+                    item.source,
+                    int(lead["id"]),
+                    invitee_contact_for_deal(lead, contacts, email),
+                    f"{what} {item.raw!r} names deal {lead['id']}, linked to this invitee",
+                    [describe(lead)],
+                    responsible_user_id=lead.get("responsible_user_id"),
+                )
+            refused.append((item, lead, f"{what} {item.raw!r} names deal {lead['id']}: {problem}"))
+            continue
         notes.append(f"{what} {item.raw!r} is not a deal in Kommo")
+    if refused:
+        # Someone named a deal that is not theirs (or no longer open): a person decides, nothing is written.
+        named = [describe(lead) for _, lead, _ in refused]
+        details = "; ".join(reason for _, _, reason in refused)
+        return DealChoice(
+            REVIEW,
+            "",
+            None,
+            int(contacts[0]["id"]) if contacts else None,
+            f"{NOT_THE_INVITEES_DEAL} ({details}): needs review",
+            named,
+        )
     prefix = "; ".join(notes) + "; " if notes else ""
 
     if not contacts:
@@ -192,9 +261,3 @@ def choose_deal(
         extra_note_lead_ids=others,
         responsible_user_id=newest.get("responsible_user_id"),
     )
-
-
-def _first_contact_of_lead(lead: dict) -> int | None:
-    contacts = (lead.get("_embedded") or {}).get("contacts") or []
-    main = [c for c in contacts if c.get("is_main")] or contacts
-    return int(main[0]["id"]) if main else None

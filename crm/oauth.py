@@ -6,12 +6,13 @@ KOMMO_CLIENT_SECRET and KOMMO_REDIRECT_URI are set *and* staff connected an acco
 to another token silently). Otherwise the long-lived KOMMO_ACCESS_TOKEN. Disconnecting in the admin
 deletes the row and so returns to the long-lived token.
 
-Facts (reference/kommo.md §1): the access token lives 24 h, the refresh token 3 months and is rotated on
-every refresh. Refreshes are serialized across processes by a row lock held around the token call
-(the one place a lock around an HTTP call is right: only one process may spend the refresh token, and
-the rotated one must be saved in the same transaction). A process that waited for the lock finds the
-token already renewed and uses it. A refused refresh marks the connection "reconnect": every Kommo call
-then fails at once as a permanent error (no request, no refresh storm) and one alert is raised.
+Facts (https://developers.kommo.com/docs/oauth-20): the access token lives 24 h, the refresh token
+3 months and is rotated on every refresh. Refreshes are serialized across processes by a row lock
+held around the token call (the one place a lock around an HTTP call is right: only one process may
+spend the refresh token, and the rotated one must be saved in the same transaction). A process that
+waited for the lock finds the token already renewed and uses it. A refused refresh marks the
+connection "reconnect": every Kommo call then fails at once as a permanent error (no request, no
+refresh storm) and one alert is raised.
 """
 
 from __future__ import annotations
@@ -285,7 +286,7 @@ class OAuthTokenProvider:
             now = self.clock()
             try:
                 # A network error or 5xx raises out of here: nothing changes, and the old refresh token
-                # stays valid until a new one is used (kommo.md §1), so the next attempt can resend it.
+                # stays valid until a new one is used (Kommo's OAuth docs), so the next attempt can resend it.
                 tokens = _token_call(self.session, connection.base_url, payload, self._client_secret)
             except TokenRequestRefused as exc:
                 refused = exc

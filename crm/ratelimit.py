@@ -87,6 +87,19 @@ class SharedRateLimiter:
                 return wait_us / 1e6
         raise RateLimitBusy("Kommo rate limit: too much contention for a slot", retry_after=5)
 
+    def try_acquire_idle(self) -> bool:
+        """Take the slot only if it is free right now: never wait, never queue in front of anyone.
+
+        For low-priority work (verification): it uses only slots nobody else asked for, so it never
+        pushes a waiting request back; at worst a request arriving later waits one interval behind it.
+        """
+        now = self._now_us()
+        current = self._current()
+        if current > now or not self._swap(current, now + self.interval_us):
+            return False
+        self.last_slot = now / 1e6
+        return True
+
     def pause(self, seconds: float) -> None:
         """Hold every process back for `seconds` (Kommo answered 429: keep all of us quiet)."""
         for _ in range(MAX_CAS_ROUNDS):

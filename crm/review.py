@@ -1,4 +1,4 @@
-"""Staff decisions for the review queue (the admin of issue 5 calls these, then replays the booking's event).
+"""Staff decisions for the review queue (the review admin calls these, then replays the booking's event).
 
 Each function records who decided what and when on the booking's `KommoLink`; the next reconcile acts on it.
 """

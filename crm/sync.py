@@ -156,16 +156,17 @@ class BookingSync:
         utm = deal_id_from_tracking(b.tracking, cfg.utm_field, cfg.utm_prefix) if cfg.utm_field else None
         if utm:
             explicit.append(utm)
-        ids = [e.lead_id for e in explicit if e.lead_id is not None]
-        explicit_leads = {int(lead["id"]): lead for lead in client.get_leads(ids, with_contacts=True)} if ids else {}
-        contacts: list[dict] = []
-        leads: list[dict] = []
+        ids = {e.lead_id for e in explicit if e.lead_id is not None}
+        # Two requests whatever was named: the invitee's contacts (with their deal ids), then every deal
+        # in one list: theirs and the named ones (with their contacts, to check a named deal is theirs).
+        contacts = client.find_contacts_by_email(b.invitee_email)
+        lead_ids = {i for c in contacts for i in contact_lead_ids(c)}
+        fetched = client.get_leads(lead_ids | ids, with_contacts=bool(ids)) if lead_ids | ids else []
+        explicit_leads = {int(lead["id"]): lead for lead in fetched if int(lead["id"]) in ids}
+        leads = [lead for lead in fetched if int(lead["id"]) in lead_ids]
         remembered_lead = None
         remembered_key = None
         if not any(e.lead_id in explicit_leads for e in explicit):
-            contacts = client.find_contacts_by_email(b.invitee_email)
-            lead_ids = {i for c in contacts for i in contact_lead_ids(c)}
-            leads = client.get_leads(lead_ids) if lead_ids else []
             if contacts:
                 key = RememberedDeal.key_for(lead["id"] for lead in open_leads(leads, cfg.policy.pipeline_ids))
                 rule = RememberedDeal.objects.filter(
@@ -183,6 +184,7 @@ class BookingSync:
             policy=cfg.policy,
             remembered_lead=remembered_lead,
             remembered_key=remembered_key,
+            email=b.invitee_email,
         )
 
     def _create_inbound_lead(self) -> str | None:
@@ -239,6 +241,9 @@ class BookingSync:
                 self._note(lead_id, "booked", "note_booked", join_url=join_url)
             elif b.rescheduled_from_id and f"booked:{self.token}@{lead_id}" not in booked:
                 self._note(lead_id, "rescheduled", "note_rescheduled", join_url=join_url)
+        restored = link.task_state.get("restored_from")
+        if restored and link.task_id is None and b.is_live:  # a person deleted the task in Kommo
+            self._note(link.lead_id, f"task_restored-{restored}", "note_task_restored")
         self._task()
         if join_url and link.join_url_noted != join_url:
             kind = f"joinlink-{_hash(join_url)}"

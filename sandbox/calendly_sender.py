@@ -1,7 +1,7 @@
-"""Calendly v2 deliveries built, signed and posted the way Calendly does it (see reference/calendly.md §1–§4).
+"""Calendly v2 deliveries built, signed and posted the way Calendly does it (https://developer.calendly.com/api-docs/overview/webhooks/webhook-signatures).
 
 Pure builders first (``booking``, ``created``, ``canceled``, ``reschedule``, ``group``, ``plan``: plain dicts
-shaped exactly like the fixtures in shared/fixtures/calendly/), then ``CalendlySender``, the only part that
+shaped exactly like the fixtures in tests/fixtures/calendly/), then ``CalendlySender``, the only part that
 talks HTTP: it signs each body (``t=…,v1=…`` over the raw bytes) and POSTs it, with optional delays.
 Duplication and order are decided by ``plan`` with a seedable RNG, so chaos runs are reproducible.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -67,6 +68,15 @@ class Booking:
     @property
     def event_uri(self) -> str:
         return f"{API}/scheduled_events/{self.event_uuid}"
+
+
+def host_name_for(email: str) -> str:
+    """The demo host's name for her address; otherwise a name made from the address ("ana.gil@x" → "Ana Gil")."""
+    if email.strip().lower() == DEMO_HOST_EMAIL:
+        return DEMO_HOST_NAME
+    local = email.partition("@")[0].partition("+")[0]
+    words = [word for word in re.split(r"[._\-]+", local) if word]
+    return " ".join(word.capitalize() for word in words) or email
 
 
 def booking(

@@ -2,11 +2,14 @@
 
 The sample invitee (the one `send_test_booking` books by default) has a Kommo contact with one open deal
 and one won deal, and a second contact merely *mentions* her e-mail in a comment: Kommo's fuzzy search
-returns both, so the sandbox shows calsync filtering on the EMAIL field itself.
+returns both, so the sandbox shows calsync filtering on the EMAIL field itself. A third contact has two
+open deals (``--as several-deals``: staff choose in the review queue), and ``--as unknown`` books with an
+address the CRM does not know (an incoming lead).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 DEMO_INVITEE_EMAIL = "lucia.fernandez@clientco.example"
@@ -14,6 +17,18 @@ DEMO_INVITEE_NAME = "Lucía Fernández"
 DEMO_HOST_EMAIL = "marta.ruiz@acme-sales.example"
 DEMO_HOST_NAME = "Marta Ruiz"
 DEMO_OPEN_DEAL_ID = 18734521
+# A contact with two open deals: calsync cannot tell which one the meeting is about (the review queue).
+SEVERAL_DEALS_EMAIL = "jonas.becker@northwind.example"
+SEVERAL_DEALS_NAME = "Jonas Becker"
+SEVERAL_DEALS_IDS = (18735010, 18735011)
+# Nobody in the demo CRM: calsync makes an incoming lead.
+UNKNOWN_EMAIL = "nina.prospect@newco.example"
+UNKNOWN_NAME = "Nina Prospect"
+INVITEES = {  # send_test_booking --as
+    "demo": (DEMO_INVITEE_EMAIL, DEMO_INVITEE_NAME),
+    "several-deals": (SEVERAL_DEALS_EMAIL, SEVERAL_DEALS_NAME),
+    "unknown": (UNKNOWN_EMAIL, UNKNOWN_NAME),
+}
 KOMMO_TOKEN = "sandbox-kommo-token"  # noqa: S105 - sandbox credentials, printed on purpose
 ZOOM_ACCOUNT_ID = "sandbox-account"
 ZOOM_CLIENT_ID = "sandbox-client"
@@ -33,6 +48,8 @@ def kommo_seed() -> dict[str, Any]:
             {"id": DEMO_OPEN_DEAL_ID, "name": "ClientCo — 25 seats", "price": 12500, "status_id": 49366085},
             {"id": 18734400, "name": "ClientCo — pilot", "price": 900, "status_id": 142},
             {"id": 18734777, "name": "Garcia consulting", "price": 3000, "status_id": 49366088},
+            {"id": SEVERAL_DEALS_IDS[0], "name": "Northwind — 40 seats", "price": 20000, "status_id": 49366085},
+            {"id": SEVERAL_DEALS_IDS[1], "name": "Northwind — support plan", "price": 6000, "status_id": 49366088},
         ],
         "contacts": [
             {
@@ -51,6 +68,14 @@ def kommo_seed() -> dict[str, Any]:
                 "emails": ["pablo.garcia@clientco.example"],
                 "comment": f"Works with {DEMO_INVITEE_EMAIL} on the ClientCo rollout",
                 "lead_ids": [18734777],
+                "responsible_user_id": 504142,
+            },
+            {
+                "id": 3070003,
+                "first_name": "Jonas",
+                "last_name": "Becker",
+                "emails": [SEVERAL_DEALS_EMAIL],
+                "lead_ids": list(SEVERAL_DEALS_IDS),
                 "responsible_user_id": 504142,
             },
         ],
@@ -86,3 +111,11 @@ def sandbox_env(kommo_url: str, zoom_url: str) -> dict[str, str]:
         "ZOOM_DEFAULT_USER": DEMO_HOST_EMAIL,
     }
     return env
+
+
+def sandbox_policies(configured: Mapping[str, str]) -> dict[str, str]:
+    """The sandbox asks staff about a contact with several open deals, so that `--as several-deals` fills the
+    review queue; unless KOMMO_SEVERAL_DEALS_POLICY is set already (environment or .env)."""
+    if "KOMMO_SEVERAL_DEALS_POLICY" in configured:
+        return {}
+    return {"KOMMO_SEVERAL_DEALS_POLICY": "review"}

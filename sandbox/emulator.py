@@ -74,6 +74,8 @@ class Emulator:
         self.routes: list[Route] = self.build_routes()
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
+        # Called (under the lock) after every request that may have changed the data, e.g. to save it.
+        self.on_change: Callable[[Emulator], None] | None = None
         self._reset_counters()
         self.reset_state(self._seed)
 
@@ -171,7 +173,16 @@ class Emulator:
         if not is_loopback(req.client_host):
             return Response(403, b"emulators answer loopback clients only\n", "text/plain")
         if req.path.startswith(CONTROL_PREFIX):
-            return self._control(req)
+            answer = self._control(req)
+            if req.method != "GET":
+                with self.lock:
+                    self._changed()
+            return answer
+        if req.method == "GET":
+            with self.lock:
+                page = self.page(req)
+            if page is not None:
+                return page
         matched = self._match(req)
         if isinstance(matched, Response):
             return self._record(req, f"{req.method} (unmatched)", matched)
@@ -196,12 +207,18 @@ class Emulator:
                 except Exception:
                     traceback.print_exc(file=sys.stderr)
                     response = self.server_error(500)
+            if req.method != "GET":
+                self._changed()
             if decision.kind:
                 self._faults_injected[decision.kind] += 1
             if decision.kind == APPLIED_BUT_LOST:
                 self._record(req, found.name, response, lost=True)
                 return DROP
         return self._record(req, found.name, response)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
 
     def _match(self, req: Request) -> tuple[Route, dict[str, str]] | Response:
         allowed = []
@@ -279,6 +296,20 @@ class Emulator:
     def snapshot(self) -> dict[str, Any]:
         """The entities tests assert on, JSON-ready (called under the lock)."""
         raise NotImplementedError
+
+    def export_state(self) -> dict[str, Any]:
+        """What a restart must keep, JSON-ready: the data written through the API and the id generators'
+        positions (called under the lock)."""
+        raise NotImplementedError
+
+    def import_state(self, saved: Mapping[str, Any]) -> None:
+        """Take back what `export_state` gave, over the seeded data (called under the lock)."""
+        raise NotImplementedError
+
+    def page(self, req: Request) -> Response | None:
+        """A page for people (e.g. a deal as a salesperson sees it): served before the API's auth, limits
+        and faults, and not counted. None = not a page."""
+        return None
 
     def gate(self, req: Request, found: Route) -> Response | None:
         """Auth, rate limits, blocks: a Response refuses the request before any fault or handler."""

@@ -1,4 +1,4 @@
-"""A local Kommo API v4 (see /work/shared/docs/reference/kommo.md): the calls calsync makes, with Kommo's
+"""A local Kommo API v4 (https://developers.kommo.com/reference): the calls calsync makes, with Kommo's
 shapes, status codes and traps — 204 with no body for anything empty, a fuzzy ``query`` over every
 field, lead ids only under ``with=leads``, 400 ``validation-errors``, 7 requests a second answered with
 429 + ``retry_after`` in the body, and (optionally) the IP block: 403 as an HTML page on every call.
@@ -9,34 +9,21 @@ field, lead ids only under ``with=leads``, 400 ``validation-errors``, 7 requests
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
 
+from sandbox import deal_page, saved_state
 from sandbox.emulator import Emulator, Request, Response, Route, SlidingWindow, json_response, route
 from sandbox.kommo_state import KommoState, ValidationFailed
+from sandbox.kommo_views import HAL, KommoViews, _no_content, _public, problem
 
-HAL = "application/hal+json"
-PROBLEM = "application/problem+json"
-MAX_LIMIT = 250
+DEAL_PAGE = re.compile(r"/leads/detail/(?P<lead_id>\d+)")  # where Kommo's web app shows a deal
 BLOCKED_PAGE = b"<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n<center><h1>403 Forbidden</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"  # noqa: E501
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
-    body = {"title": title, "type": f"https://httpstatus.es/{status}", "status": status, "detail": detail, **extra}
-    return json_response(status, body, PROBLEM)
-
-
-def _no_content() -> Response:
-    return Response(204)
-
-
-def _public(entity: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in entity.items() if not k.startswith("_")}
-
-
-class KommoEmulator(Emulator):
+class KommoEmulator(KommoViews, Emulator):
     """A local Kommo API v4 for tests, benchmarks and the newcomer sandbox."""
 
     name = "kommo"
@@ -52,10 +39,22 @@ class KommoEmulator(Emulator):
     }
 
     def reset_state(self, seed: Mapping[str, Any]) -> None:
+        handed_out = self.data.next_id if hasattr(self, "data") else 0
         self.data = KommoState(seed, self.now)
+        self.data.next_id = max(self.data.next_id, handed_out)  # calsync may still hold those ids: never again
         self._window = SlidingWindow(int(self.config["rps"]), float(self.config["rate_window"]))
         self._violations: list[float] = []
         self._blocked_until = 0.0
+
+    def export_state(self) -> dict[str, Any]:
+        return saved_state.export_kommo(self.data)
+
+    def import_state(self, saved: Mapping[str, Any]) -> None:
+        saved_state.import_kommo(self.data, saved)
+
+    def page(self, req: Request) -> Response | None:
+        match = DEAL_PAGE.fullmatch(req.path)
+        return deal_page.render(self.data, int(match["lead_id"])) if match else None
 
     def on_configure(self) -> None:
         self._window = SlidingWindow(int(self.config["rps"]), float(self.config["rate_window"]))
@@ -129,88 +128,6 @@ class KommoEmulator(Emulator):
         if allowed:
             return problem(405, "Method Not Allowed", f"Method {req.method} is not allowed")
         return problem(404, "Not Found", f"Cannot {req.method} {req.path}")
-
-    # --- envelopes ----------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _base(req: Request) -> str:
-        return f"http://{req.headers.get('Host', '127.0.0.1')}"
-
-    def _link(self, req: Request, path: str) -> dict[str, Any]:
-        return {"self": {"href": self._base(req) + path}}
-
-    def _page(self, req: Request, items: list[dict[str, Any]], key: str) -> Response:
-        """Kommo's paging: ``page``/``limit`` (≤ 250), ``_links.next`` while more remain, 204 past the end."""
-        try:
-            page = max(int(req.arg("page") or 1), 1)
-            limit = int(req.arg("limit") or self.config["default_limit"])
-        except ValueError:
-            return problem(400, "Bad Request", "page and limit must be integers")
-        if limit > MAX_LIMIT:
-            return problem(422, "Unprocessable Entity", f"Limit {MAX_LIMIT} per page")
-        limit = max(limit, 1)
-        chunk = items[(page - 1) * limit : page * limit]
-        if not chunk:
-            return _no_content()
-        flat = {k: v[-1] for k, v in req.query.items() if not k.endswith("[]")}
-        repeated = [(k, v) for k, values in req.query.items() if k.endswith("[]") for v in values]
-
-        def href(number: int) -> dict[str, str]:
-            query = urlencode([*((k, v) for k, v in {**flat, "page": number, "limit": limit}.items()), *repeated])
-            return {"href": f"{self._base(req)}{req.path}?{query}"}
-
-        links = {"self": href(page)}
-        if page * limit < len(items):
-            links["next"] = href(page + 1)
-        if page > 1:
-            links["prev"] = href(page - 1)
-        return json_response(200, {"_page": page, "_links": links, "_embedded": {key: chunk}}, HAL)
-
-    def _validation(self, exc: ValidationFailed) -> Response:
-        if not exc.errors:
-            return problem(400, "Bad Request", "Request data can not be empty")
-        return problem(400, "Bad Request", "Request validation failed", **{"validation-errors": exc.errors})
-
-    def _batch(self, req: Request) -> Any:
-        items = req.json()
-        if isinstance(items, list) and len(items) > MAX_LIMIT:
-            return problem(422, "Unprocessable Entity", f"Limit {MAX_LIMIT} per request")
-        return items
-
-    # --- views ----------------------------------------------------------------------------------------------
-
-    def _contact_view(self, req: Request, contact: Mapping[str, Any]) -> dict[str, Any]:
-        view = {**_public(contact), "_links": self._link(req, f"/api/v4/contacts/{contact['id']}")}
-        embedded: dict[str, Any] = {"tags": [], "companies": []}
-        if "leads" in (req.arg("with") or "").split(","):
-            embedded["leads"] = [
-                {"id": lead_id, "_links": self._link(req, f"/api/v4/leads/{lead_id}")}
-                for lead_id in self.data.lead_ids_of(contact["id"])
-            ]
-        view["_embedded"] = embedded
-        return view
-
-    def _lead_view(self, req: Request, lead: Mapping[str, Any]) -> dict[str, Any]:
-        view = {**_public(lead), "_links": self._link(req, f"/api/v4/leads/{lead['id']}")}
-        embedded: dict[str, Any] = {"tags": [], "companies": []}
-        if "contacts" in (req.arg("with") or "").split(","):
-            ids = lead["_contact_ids"]
-            embedded["contacts"] = [
-                {"id": cid, "is_main": i == 0, "_links": self._link(req, f"/api/v4/contacts/{cid}")}
-                for i, cid in enumerate(ids)
-            ]
-        view["_embedded"] = embedded
-        return view
-
-    def _note_view(self, req: Request, note: Mapping[str, Any]) -> dict[str, Any]:
-        path = f"/api/v4/leads/{note['entity_id']}/notes/{note['id']}"
-        return {**{k: v for k, v in note.items() if k != "entity_type"}, "_links": self._link(req, path)}
-
-    def _task_links(self, req: Request, task: Mapping[str, Any]) -> dict[str, Any]:
-        return {"_links": self._link(req, f"/api/v4/tasks/{task['id']}")}
-
-    def _task_view(self, req: Request, task: Mapping[str, Any]) -> dict[str, Any]:
-        return {**task, **self._task_links(req, task)}
 
     # --- handlers -----------------------------------------------------------------------------------------------
 
@@ -298,6 +215,20 @@ class KommoEmulator(Emulator):
 
     def _note_links(self, req: Request, note: Mapping[str, Any]) -> dict[str, Any]:
         return {"_links": self._link(req, f"/api/v4/leads/{note['entity_id']}/notes/{note['id']}")}
+
+    def control_action(self, action: str, method: str, body: Any) -> Response | None:
+        """What a person does in Kommo's own screens, which the API cannot: delete a task, or edit one."""
+        if action not in ("delete_task", "edit_task") or method != "POST":
+            return None
+        with self.lock:
+            task = self.data.tasks.get(int(body["id"]))
+            if task is None:
+                return json_response(404, {"error": f"no task {body['id']}"})
+            if action == "delete_task":
+                del self.data.tasks[task["id"]]
+            else:
+                task.update({k: v for k, v in body.items() if k in ("complete_till", "is_completed", "entity_id")})
+        return json_response(200, {"ok": True})
 
     def list_tasks(self, req: Request) -> Response:
         tasks = list(self.data.tasks.values())

@@ -7,7 +7,6 @@ with one ``validation-errors`` entry per bad item (``request_id`` = the item's o
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -69,7 +68,7 @@ class KommoState:
         self.tokens = dict(tokens) if isinstance(tokens, Mapping) else dict.fromkeys(tokens, admin)
         pipelines = seed.get("pipelines") or [DEFAULT_PIPELINE]
         self.pipelines = {int(p["id"]): p for p in pipelines}
-        self._ids = itertools.count(int(seed.get("first_id", 9000001)))
+        self.next_id = int(seed.get("first_id", 9000001))  # ids handed out count up from here, never repeat
         self.contacts: dict[int, dict[str, Any]] = {}
         self.leads: dict[int, dict[str, Any]] = {}
         self.notes: dict[int, dict[str, Any]] = {}
@@ -101,9 +100,10 @@ class KommoState:
         return int(self.now())
 
     def _new_id(self, existing: Mapping[int, Any]) -> int:
-        while (candidate := next(self._ids)) in existing:
-            pass
-        return candidate
+        while self.next_id in existing:
+            self.next_id += 1
+        self.next_id += 1
+        return self.next_id - 1
 
     def default_pipeline(self) -> dict[str, Any]:
         return next((p for p in self.pipelines.values() if p.get("is_main")), next(iter(self.pipelines.values())))

@@ -1,4 +1,4 @@
-"""A local Zoom REST v2 + Server-to-Server OAuth (see /work/shared/docs/reference/zoom.md): form-body token
+"""A local Zoom REST v2 + Server-to-Server OAuth (https://developers.zoom.us/docs/api/meetings/): form-body token
 requests with Basic auth, tokens that expire (401 code 124), meetings with 11-digit ids, PATCH/DELETE
 answering 204 and 404 code 3001 once a meeting is gone, 404 code 1001 for unknown users, list pages with
 ``next_page_token`` and agendas cut to 250 characters, per-second limits and the 100-a-day create/update
@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sandbox import saved_state
 from sandbox.emulator import Emulator, Request, Response, Route, SlidingWindow, json_response, route
+from sandbox.zoom_fields import ISO, _iso, validated_fields, zoom_error
 
-ISO = "%Y-%m-%dT%H:%M:%SZ"
 AGENDA_LIST_CHARS = 250
 LIST_KEYS = ("uuid", "id", "host_id", "topic", "type", "start_time", "duration", "timezone", "agenda", "created_at")
 LIST_KEYS += ("join_url",)
@@ -45,15 +45,6 @@ DEFAULT_SETTINGS = {
     "audio": "both",
     "auto_recording": "none",
 }
-PATCHABLE = {"agenda", "duration", "password", "pre_schedule", "settings", "start_time", "timezone", "topic", "type"}
-
-
-def zoom_error(status: int, code: int, message: str, **headers: str) -> Response:
-    return json_response(status, {"code": code, "message": message}, **headers)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(ISO)
 
 
 class ZoomEmulator(Emulator):
@@ -82,7 +73,9 @@ class ZoomEmulator(Emulator):
         self.deleted: dict[int, dict[str, Any]] = {}
         self.daily: dict[str, int] = {}
         self._page_tokens: dict[str, tuple[int, float]] = {}
-        self._ids = random.Random(seed.get("id_seed", 1))  # noqa: S311 - reproducible ids, not secrets
+        self.id_rng = random.Random(seed.get("id_seed", 1))  # noqa: S311 - reproducible ids, not secrets
+        # Every meeting id handed out, kept across a reset: calsync may still hold it, so never again.
+        self.issued_ids: set[int] = getattr(self, "issued_ids", set())
         self.on_configure()
 
     def on_configure(self) -> None:
@@ -159,11 +152,24 @@ class ZoomEmulator(Emulator):
             return zoom_error(405, 405, f"Method {req.method} not allowed")
         return zoom_error(404, 404, f"Invalid api {req.path}")
 
+    def export_state(self) -> dict[str, Any]:
+        return saved_state.export_zoom(self)
+
+    def import_state(self, saved: Mapping[str, Any]) -> None:
+        saved_state.import_zoom(self, saved)
+
     def control_action(self, action: str, method: str, body: Any) -> Response | None:
         if action == "expire_tokens" and method == "POST":
             now = self.now()
             self.tokens = {token: min(expiry, now) for token, expiry in self.tokens.items()}
             return json_response(200, {"expired": len(self.tokens)})
+        if action == "delete_meeting" and method == "POST":  # a host deleted it in Zoom's web portal
+            with self.lock:
+                meeting = self.meetings.pop(int(body["id"]), None)
+                if meeting is None:
+                    return json_response(404, {"error": f"no meeting {body['id']}"})
+                self.deleted[meeting["id"]] = {**meeting, "deleted_at": _iso(datetime.fromtimestamp(self.now(), UTC))}
+            return json_response(200, {"ok": True})
         return None
 
     # --- OAuth -----------------------------------------------------------------------------------------------
@@ -238,59 +244,11 @@ class ZoomEmulator(Emulator):
         headers.update({"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": "0"})
         return zoom_error(429, 429, message, **headers)
 
-    def _validated(self, body: Any, *, creating: bool) -> dict[str, Any] | Response:
-        """The fields to store, or Zoom's 300 "Validation Failed." naming each bad field."""
-        if not isinstance(body, Mapping):
-            return zoom_error(400, 300, "Request Body should be a valid JSON object.")
-        fields = {k: body[k] for k in PATCHABLE if k in body}
-        errors = []
-        if not isinstance(fields.get("topic", ""), str) or len(fields.get("topic", "")) > 200:
-            errors.append("topic")
-        if not isinstance(fields.get("agenda", ""), str) or len(fields.get("agenda", "")) > 2000:
-            errors.append("agenda")
-        if fields.get("type", 2) not in (1, 2, 3, 8):
-            errors.append("type")
-        if not isinstance(fields.get("duration", 0), int) or fields.get("duration", 0) < 0:
-            errors.append("duration")
-        password = fields.get("password")
-        if password is not None and (not isinstance(password, str) or len(password) > 10):
-            errors.append("password")
-        if "start_time" in fields:
-            start = self._parse_start(fields["start_time"], fields.get("timezone"))
-            if start is None:
-                errors.append("start_time")
-            else:
-                fields["start_time"] = _iso(start)
-        if errors:
-            invalid = [{"field": f, "message": "Invalid field."} for f in errors]
-            body = {"code": 300, "message": "Validation Failed.", "errors": invalid}
-            return json_response(400, body)
-        if creating:
-            fields.setdefault("start_time", _iso(datetime.fromtimestamp(self.now(), UTC)))
-        return fields
-
-    @staticmethod
-    def _parse_start(value: Any, zone: Any) -> datetime | None:
-        """``…Z`` is UTC; a bare wall-clock time is read in `timezone` (or UTC), as Zoom does."""
-        if not isinstance(value, str):
-            return None
-        for pattern in (ISO, "%Y-%m-%dT%H:%M:%S"):
-            try:
-                parsed = datetime.strptime(value, pattern)
-            except ValueError:
-                continue
-            if pattern == ISO:
-                return parsed.replace(tzinfo=UTC)
-            try:
-                return parsed.replace(tzinfo=ZoneInfo(zone) if isinstance(zone, str) and zone else UTC)
-            except (ZoneInfoNotFoundError, ValueError):
-                return parsed.replace(tzinfo=UTC)
-        return None
-
     def _new_id(self) -> int:
         while True:
-            candidate = self._ids.randrange(80_000_000_000, 99_999_999_999)  # 11 digits, past 32 bits
-            if candidate not in self.meetings and candidate not in self.deleted:
+            candidate = self.id_rng.randrange(80_000_000_000, 99_999_999_999)  # 11 digits, past 32 bits
+            if candidate not in self.meetings and candidate not in self.deleted and candidate not in self.issued_ids:
+                self.issued_ids.add(candidate)
                 return candidate
 
     def _with_urls(self, meeting: Mapping[str, Any]) -> dict[str, Any]:
@@ -305,13 +263,13 @@ class ZoomEmulator(Emulator):
         limited = self._daily_limited(user)
         if limited is not None:
             return limited
-        fields = self._validated(req.json(), creating=True)
+        fields = validated_fields(req.json(), creating=True, now=self.now())
         if isinstance(fields, Response):
             return fields
         meeting_id = self._new_id()
-        password = fields.pop("password", None) or f"{self._ids.randrange(10**5, 10**6)}"
+        password = fields.pop("password", None) or f"{self.id_rng.randrange(10**5, 10**6)}"
         meeting = {
-            "uuid": base64.b64encode(self._ids.randbytes(16)).decode(),
+            "uuid": base64.b64encode(self.id_rng.randbytes(16)).decode(),
             "id": meeting_id,
             "host_id": user["id"],
             "host_email": user["email"],
@@ -350,7 +308,7 @@ class ZoomEmulator(Emulator):
         limited = self._daily_limited(host)
         if limited is not None:
             return limited
-        fields = self._validated(req.json(), creating=False)
+        fields = validated_fields(req.json(), creating=False, now=self.now())
         if isinstance(fields, Response):
             return fields
         settings = {**meeting["settings"], **(fields.pop("settings", None) or {})}

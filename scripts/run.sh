@@ -3,33 +3,27 @@
 # together, on the embedded default (a SQLite file and django-q2's ORM broker) unless the environment
 # or .env says otherwise. Stop with Ctrl-C.
 #   bash scripts/run.sh               # http://127.0.0.1:8000/admin/ and POST /webhooks/calendly/
-#   BIND=0.0.0.0:8000 bash scripts/run.sh
+#   DEBUG=false BIND=0.0.0.0:8000 bash scripts/run.sh   # refused while DEBUG is on: its error pages leak
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh" requirements.txt
 cd "$ROOT"
 
+source scripts/_local_safety.sh
 if [ ! -f .env ]; then
-  # First start: a local configuration with fresh random secrets. Never commit .env.
-  "$VENV_PY" - <<'PY'
-import secrets
-key = secrets.token_urlsafe(32)
-with open(".env", "w") as f:
-    f.write(f"""# Written by scripts/run.sh for local use. See README.md "Configuration" for every setting.
-DEBUG=true
-SECRET_KEY={secrets.token_urlsafe(50)}
-# Give Calendly this same key when you create the webhook subscription (manage.py calendly_webhook subscribe).
-CALENDLY_SIGNING_KEY={key}
-""")
-print("== wrote .env with a new SECRET_KEY and CALENDLY_SIGNING_KEY")
-PY
+  write_local_env "$VENV_PY"   # first start: fresh random secrets, mode 0600. Never commit .env.
+elif [ -n "$(find .env -perm /077)" ]; then
+  chmod 600 .env && echo "== .env holds secrets: made it readable by you only (mode 0600)"
 fi
+BIND="${BIND:-127.0.0.1:8000}"
+debug=$("$VENV_PY" -c 'import os; os.environ.setdefault("DJANGO_SETTINGS_MODULE", "calsync.settings")
+import django; django.setup(); from django.conf import settings; print(settings.DEBUG)')
+refuse_debug_on_network "$debug" "$BIND" || exit 1
 
 "$VENV_PY" manage.py migrate --noinput -v 0
 "$VENV_PY" manage.py createcachetable
 "$VENV_PY" manage.py collectstatic --noinput -v 0
 "$VENV_PY" manage.py check
 
-BIND="${BIND:-127.0.0.1:8000}"
 pids=()
 stop_all() { kill -TERM "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; }
 trap stop_all INT TERM EXIT
@@ -47,14 +41,21 @@ PY
 )
 if [ "$configured" = "no" ] && [ "${CALSYNC_SANDBOX:-}" != "false" ]; then
   rm -f var/sandbox.env
-  "$VENV_PY" manage.py run_emulators --env-file var/sandbox.env > var/emulators.log 2>&1 &
+  # var/emulators.json keeps the emulators' data across restarts: calsync's database holds the ids they
+  # handed out, so they must never start over (delete it only together with var/calsync.sqlite3).
+  "$VENV_PY" manage.py run_emulators --env-file var/sandbox.env --state-file var/emulators.json \
+    > var/emulators.log 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do [ -s var/sandbox.env ] && break; kill -0 "${pids[-1]}" 2>/dev/null || { cat var/emulators.log; exit 1; }; sleep 0.1; done
   set -a; source var/sandbox.env; set +a   # exported values win over .env
   echo "== SANDBOX: no Kommo/Zoom credentials are configured, so calsync talks to LOCAL EMULATORS (nothing real)"
   "$VENV_PY" manage.py sandbox_admin
-  echo "   send sample bookings: .venv/bin/python manage.py send_test_booking   (add --reschedule or --cancel)"
+  echo "   send a sample booking: .venv/bin/python manage.py send_test_booking"
+  echo "     then move it a day later with --reschedule, or cancel it with --cancel;"
+  echo "     --as several-deals books for a contact with two open deals (review queue), --as unknown for a new lead"
+  echo "   a deal as a salesperson sees it: http://127.0.0.1:8010/leads/detail/18734521"
   echo "   what the emulators hold: http://127.0.0.1:8010/__emulator__/state and http://127.0.0.1:8011/__emulator__/state"
+  echo "   (kept in var/emulators.json across restarts)"
   echo "   set KOMMO_* / ZOOM_* (see README) to use your real accounts instead"
 else
   echo "   no admin user yet? .venv/bin/python manage.py createsuperuser"

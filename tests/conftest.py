@@ -92,6 +92,21 @@ def post_delivery(client: Client, django_capture_on_commit_callbacks) -> Callabl
 
 
 @pytest.fixture
+def fake_reconcilers(settings, monkeypatch: pytest.MonkeyPatch):
+    """Recording reconcilers, fresh for this test, configured as the only step (`first`).
+
+    Tests that want both steps set `settings.CALSYNC_RECONCILERS = [FIRST, SECOND]` themselves.
+    """
+    from tests.bookings import fake_reconcilers as module
+
+    fakes = module.FakeReconcilers()
+    monkeypatch.setattr(module, "first", fakes.first, raising=False)
+    monkeypatch.setattr(module, "second", fakes.second, raising=False)
+    settings.CALSYNC_RECONCILERS = [module.FIRST]
+    return fakes
+
+
+@pytest.fixture
 def rsps():
     """Wire-level HTTP mocking; every registered response must be used."""
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:

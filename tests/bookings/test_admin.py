@@ -8,7 +8,7 @@ from bookings import processing
 from bookings.models import Booking, WebhookEvent
 from bookings.webhooks import store_delivery
 from calsync.errors import PermanentSyncError
-from tests.bookings import fake_reconcilers as fake
+from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import SIGNING_KEY, load_fixture
 
 pytestmark = pytest.mark.django_db
@@ -18,19 +18,16 @@ BOOKINGS = reverse("admin:bookings_booking_changelist")
 
 
 @pytest.fixture(autouse=True)
-def reconcilers(settings):
-    fake.reset()
-    settings.CALSYNC_RECONCILERS = ["tests.bookings.fake_reconcilers.first"]
-    yield
-    fake.reset()
+def reconcilers(settings, fake_reconcilers):
+    settings.CALSYNC_RECONCILERS = [FIRST]
 
 
 @pytest.fixture
-def failed_event():
+def failed_event(fake_reconcilers):
     event = WebhookEvent.objects.get(pk=store_delivery(load_fixture("calendly/invitee_created.json")).data["id"])
-    fake.FAIL["first"] = PermanentSyncError("Kommo answered 401: the token was revoked")
+    fake_reconcilers.fail["first"] = PermanentSyncError("Kommo answered 401: the token was revoked")
     processing.process_event(event.pk)
-    fake.FAIL.clear()
+    fake_reconcilers.fail.clear()
     return WebhookEvent.objects.get(pk=event.pk)
 
 

@@ -11,25 +11,22 @@ from bookings import processing
 from bookings.models import Booking, ProcessingAttempt, WebhookEvent
 from bookings.webhooks import store_delivery
 from calsync.errors import SyncError
-from tests.bookings import fake_reconcilers as fake
+from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import load_fixture
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def reconcilers(settings):
-    fake.reset()
-    settings.CALSYNC_RECONCILERS = ["tests.bookings.fake_reconcilers.first"]
-    yield
-    fake.reset()
+def reconcilers(settings, fake_reconcilers):
+    settings.CALSYNC_RECONCILERS = [FIRST]
 
 
-def failed_event(name="calendly/invitee_created.json") -> WebhookEvent:
+def failed_event(fake_reconcilers, name="calendly/invitee_created.json") -> WebhookEvent:
     event = WebhookEvent.objects.get(pk=store_delivery(load_fixture(name)).data["id"])
-    fake.FAIL["first"] = SyncError("Kommo is down")
+    fake_reconcilers.fail["first"] = SyncError("Kommo is down")
     processing.process_event(event.pk)
-    fake.FAIL.clear()
+    fake_reconcilers.fail.clear()
     event.refresh_from_db()
     assert event.status == "failed"
     return event
@@ -41,16 +38,16 @@ def run(*args) -> str:
     return out.getvalue()
 
 
-def test_replay_by_id_inline():
-    event = failed_event()
+def test_replay_by_id_inline(fake_reconcilers):
+    event = failed_event(fake_reconcilers)
     output = run("replay_event", str(event.pk), "--inline")
     assert f"event #{event.pk}: done" in output and "summary: 1 done" in output
     assert WebhookEvent.objects.get(pk=event.pk).status == "done"
 
 
-def test_replay_failed_via_queue(django_capture_on_commit_callbacks):
-    first = failed_event()
-    second = failed_event("calendly/invitee_canceled.json")
+def test_replay_failed_via_queue(fake_reconcilers, django_capture_on_commit_callbacks):
+    first = failed_event(fake_reconcilers)
+    second = failed_event(fake_reconcilers, "calendly/invitee_canceled.json")
     with django_capture_on_commit_callbacks(execute=True):
         output = run("replay_event", "--failed")
     assert "summary: 2 queued" in output
@@ -58,17 +55,17 @@ def test_replay_failed_via_queue(django_capture_on_commit_callbacks):
     assert first.pk != second.pk
 
 
-def test_dry_run_changes_nothing():
-    event = failed_event()
+def test_dry_run_changes_nothing(fake_reconcilers):
+    event = failed_event(fake_reconcilers)
     output = run("replay_event", "--failed", "--dry-run")
     assert f"event #{event.pk}: would replay" in output
     assert WebhookEvent.objects.get(pk=event.pk).status == "failed"
     assert ProcessingAttempt.objects.filter(event=event).count() == 1
 
 
-def test_filters_since_until_kind():
-    created = failed_event()
-    canceled = failed_event("calendly/invitee_canceled.json")
+def test_filters_since_until_kind(fake_reconcilers):
+    created = failed_event(fake_reconcilers)
+    canceled = failed_event(fake_reconcilers, "calendly/invitee_canceled.json")
     WebhookEvent.objects.filter(pk=created.pk).update(received_at=timezone.now() - timedelta(days=3))
     output = run("replay_event", "--failed", "--kind", "invitee.created", "--dry-run")
     assert f"#{created.pk}" in output and f"#{canceled.pk}" not in output
@@ -79,9 +76,9 @@ def test_filters_since_until_kind():
     assert f"#{created.pk}" in output and f"#{canceled.pk}" not in output
 
 
-def test_a_failing_replay_exits_non_zero_with_a_summary():
-    event = failed_event()
-    fake.FAIL["first"] = SyncError("still down")
+def test_a_failing_replay_exits_non_zero_with_a_summary(fake_reconcilers):
+    event = failed_event(fake_reconcilers)
+    fake_reconcilers.fail["first"] = SyncError("still down")
     out = StringIO()
     with pytest.raises(CommandError, match="1 failed"):
         call_command("replay_event", str(event.pk), "--inline", stdout=out)
@@ -101,8 +98,8 @@ def test_bad_input_is_a_clear_error(args, message):
         call_command("replay_event", *args, stdout=StringIO())
 
 
-def test_resync_booking_by_id_and_by_uri():
-    event = failed_event()
+def test_resync_booking_by_id_and_by_uri(fake_reconcilers):
+    event = failed_event(fake_reconcilers)
     booking = Booking.objects.get()
     output = run("resync_booking", str(booking.pk))
     assert f"booking #{booking.pk}" in output and "done" in output

@@ -11,19 +11,16 @@ from bookings.models import Booking, ProcessingAttempt, WebhookEvent
 from bookings.tasks import retry_due_events
 from bookings.webhooks import store_delivery
 from calsync.errors import PermanentSyncError, SyncError
-from tests.bookings import fake_reconcilers as fake
+from tests.bookings.fake_reconcilers import FIRST, SECOND
 from tests.conftest import load_fixture
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def reconcilers(settings):
-    fake.reset()
-    settings.CALSYNC_RECONCILERS = ["tests.bookings.fake_reconcilers.first", "tests.bookings.fake_reconcilers.second"]
+def reconcilers(settings, fake_reconcilers):
+    settings.CALSYNC_RECONCILERS = [FIRST, SECOND]
     settings.CALSYNC_RETRY_BACKOFF = [60, 300, 1800, 7200, 43200]
-    yield
-    fake.reset()
 
 
 def stored(name="calendly/invitee_created.json") -> WebhookEvent:
@@ -32,30 +29,30 @@ def stored(name="calendly/invitee_created.json") -> WebhookEvent:
     return WebhookEvent.objects.get(pk=response.data["id"])
 
 
-def test_pipeline_runs_each_reconciler_in_order_and_records_steps():
+def test_pipeline_runs_each_reconciler_in_order_and_records_steps(fake_reconcilers):
     event = stored()
     assert processing.process_event(event.pk) == "done"
     booking = Booking.objects.get()
-    assert fake.CALLS == [("first", booking.pk), ("second", booking.pk)]
+    assert fake_reconcilers.calls == [("first", booking.pk), ("second", booking.pk)]
     attempt = ProcessingAttempt.objects.get(event=event)
     assert attempt.outcome == "done" and attempt.number == 1
     assert [(s["step"], s["ok"]) for s in attempt.steps] == [("booking", True), ("tests", True), ("tests", True)]
     assert attempt.steps[1]["detail"] == "first ok" and attempt.steps[2]["detail"] == "up to date"
 
 
-def test_one_step_failing_does_not_stop_the_next_and_fails_the_event():
-    fake.FAIL["first"] = SyncError("zoom is down")
+def test_one_step_failing_does_not_stop_the_next_and_fails_the_event(fake_reconcilers):
+    fake_reconcilers.fail["first"] = SyncError("zoom is down")
     event = stored()
     assert processing.process_event(event.pk) == "failed"
-    assert [c[0] for c in fake.CALLS] == ["first", "second"]  # Kommo still ran while Zoom was down
+    assert [c[0] for c in fake_reconcilers.calls] == ["first", "second"]  # Kommo still ran while Zoom was down
     event.refresh_from_db()
     assert event.status == "failed" and event.attempts == 1
     assert "zoom is down" in event.last_error and event.last_traceback
     assert abs((event.next_attempt_at - timezone.now()).total_seconds() - 60) < 5
 
 
-def test_backoff_schedule_then_needs_attention():
-    fake.FAIL["first"] = SyncError("still down")
+def test_backoff_schedule_then_needs_attention(fake_reconcilers):
+    fake_reconcilers.fail["first"] = SyncError("still down")
     event = stored()
     delays = []
     for _ in range(6):
@@ -70,48 +67,50 @@ def test_backoff_schedule_then_needs_attention():
     assert ProcessingAttempt.objects.filter(event=event).count() == 6
 
 
-def test_retry_after_from_the_remote_service_is_honoured():
-    fake.FAIL["first"] = SyncError("429", retry_after=900)
+def test_retry_after_from_the_remote_service_is_honoured(fake_reconcilers):
+    fake_reconcilers.fail["first"] = SyncError("429", retry_after=900)
     event = stored()
     processing.process_event(event.pk)
     event.refresh_from_db()
     assert 895 < (event.next_attempt_at - timezone.now()).total_seconds() <= 900
 
 
-def test_permanent_error_goes_straight_to_needs_attention():
-    fake.FAIL["second"] = PermanentSyncError("Kommo says 401: token revoked")
+def test_permanent_error_goes_straight_to_needs_attention(fake_reconcilers):
+    fake_reconcilers.fail["second"] = PermanentSyncError("Kommo says 401: token revoked")
     event = stored()
     processing.process_event(event.pk)
     event.refresh_from_db()
     assert event.needs_attention and "token revoked" in event.last_error
 
 
-def test_unexpected_exception_is_recorded_and_retried():
-    fake.FAIL["first"] = KeyError("bug")
+def test_unexpected_exception_is_recorded_and_retried(fake_reconcilers):
+    fake_reconcilers.fail["first"] = KeyError("bug")
     event = stored()
     processing.process_event(event.pk)
     event.refresh_from_db()
     assert event.status == "failed" and event.next_attempt_at is not None and "KeyError" in event.last_error
 
 
-def test_secrets_never_reach_last_error(settings):
+def test_secrets_never_reach_last_error(fake_reconcilers, settings):
     settings.KOMMO_ACCESS_TOKEN = "kommo-secret-token-123"
-    fake.FAIL["first"] = SyncError("request failed with Authorization: Bearer kommo-secret-token-123")
+    fake_reconcilers.fail["first"] = SyncError("request failed with Authorization: Bearer kommo-secret-token-123")
     event = stored()
     processing.process_event(event.pk)
     event.refresh_from_db()
     assert "kommo-secret-token-123" not in event.last_error + event.last_traceback
 
 
-def test_claim_is_exclusive():
+def test_claim_is_exclusive(fake_reconcilers):
     event = stored()
     assert processing.claim(event.pk) is True
     assert processing.claim(event.pk) is False
     assert processing.process_event(event.pk) == "processing"  # someone else has it: hands off
-    assert fake.CALLS == []
+    assert fake_reconcilers.calls == []
 
 
-def test_crash_between_store_and_processing_is_recovered_by_the_sweeper(django_capture_on_commit_callbacks):
+def test_crash_between_store_and_processing_is_recovered_by_the_sweeper(
+    fake_reconcilers, django_capture_on_commit_callbacks
+):
     event = stored()  # stored, its enqueue lost
     assert event.status == "received"
     assert retry_due_events() == "requeued 0, lost workers 0"  # within the grace period: leave it
@@ -119,7 +118,7 @@ def test_crash_between_store_and_processing_is_recovered_by_the_sweeper(django_c
     with django_capture_on_commit_callbacks(execute=True):
         retry_due_events()
     event.refresh_from_db()
-    assert event.status == "done" and fake.CALLS
+    assert event.status == "done" and fake_reconcilers.calls
 
 
 def test_worker_killed_mid_processing_is_failed_and_retried_after_the_lease(
@@ -142,11 +141,11 @@ def test_worker_killed_mid_processing_is_failed_and_retried_after_the_lease(
     assert outcomes == [("worker lost", "failed"), ("", "done")]
 
 
-def test_sweeper_retries_failed_events_when_due_only(django_capture_on_commit_callbacks):
-    fake.FAIL["first"] = SyncError("down")
+def test_sweeper_retries_failed_events_when_due_only(fake_reconcilers, django_capture_on_commit_callbacks):
+    fake_reconcilers.fail["first"] = SyncError("down")
     event = stored()
     processing.process_event(event.pk)
-    fake.FAIL.clear()
+    fake_reconcilers.fail.clear()
     with django_capture_on_commit_callbacks(execute=True):
         retry_due_events()
     assert WebhookEvent.objects.get(pk=event.pk).status == "failed"  # not due yet
@@ -156,8 +155,8 @@ def test_sweeper_retries_failed_events_when_due_only(django_capture_on_commit_ca
     assert WebhookEvent.objects.get(pk=event.pk).status == "done"
 
 
-def test_sweeper_leaves_needs_attention_events_alone(django_capture_on_commit_callbacks):
-    fake.FAIL["first"] = PermanentSyncError("bad")
+def test_sweeper_leaves_needs_attention_events_alone(fake_reconcilers, django_capture_on_commit_callbacks):
+    fake_reconcilers.fail["first"] = PermanentSyncError("bad")
     event = stored()
     processing.process_event(event.pk)
     with django_capture_on_commit_callbacks(execute=True):
@@ -169,11 +168,11 @@ def test_sweeper_schedule_exists_after_migrate():
     assert schedule.func == "bookings.tasks.retry_due_events" and schedule.minutes == 1
 
 
-def test_replay_of_failed_event_inline():
-    fake.FAIL["first"] = SyncError("down")
+def test_replay_of_failed_event_inline(fake_reconcilers):
+    fake_reconcilers.fail["first"] = SyncError("down")
     event = stored()
     processing.process_event(event.pk)
-    fake.FAIL.clear()
+    fake_reconcilers.fail.clear()
     result = processing.replay(WebhookEvent.objects.get(pk=event.pk), inline=True)
     assert result.outcome == "done"
     assert WebhookEvent.objects.get(pk=event.pk).status == "done"

@@ -8,16 +8,33 @@ import pytest
 from django.test import Client
 
 from bookings.models import Booking, WebhookEvent
-from tests.conftest import SIGNING_KEY, WEBHOOK_URL, load_fixture, load_json, sign, to_body, variant
+from bookings.state import HANDLERS
+from tests.conftest import FIXTURES, SIGNING_KEY, WEBHOOK_URL, load_fixture, load_json, sign, to_body, variant
 
 pytestmark = pytest.mark.django_db
 
-CALENDLY_FILES = [
-    "calendly/invitee_created.json",
-    "calendly/invitee_canceled.json",
-    "calendly/reschedule_1_invitee_canceled_old.json",
-    "calendly/reschedule_2_invitee_created_new.json",
-]
+
+def delivery_fixtures() -> dict[str, str]:
+    """Every Calendly delivery in tests/fixtures/calendly/ (file → its `event` kind), found, not listed.
+
+    A delivery is a JSON object with `event` and `payload`; the other files there (location variants,
+    the signature vector) are not deliveries.
+    """
+    found = {}
+    for path in sorted((FIXTURES / "calendly").glob("*.json")):
+        data = json.loads(path.read_bytes())
+        if isinstance(data, dict) and {"event", "payload"} <= data.keys():
+            found[f"calendly/{path.name}"] = data["event"]
+    return found
+
+
+CALENDLY_FILES = [name for name, kind in delivery_fixtures().items() if kind in HANDLERS]
+
+
+def test_every_handled_kind_has_a_fixture():
+    """A new kind in the dispatch table cannot land without a recorded-shape delivery of it."""
+    kinds_with_fixture = set(delivery_fixtures().values())
+    assert set(HANDLERS) - kinds_with_fixture == set()
 
 
 @pytest.mark.parametrize("name", CALENDLY_FILES)

@@ -27,6 +27,7 @@ from tests.conftest import to_body, variant
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)"),
 ]
@@ -74,6 +75,11 @@ def kommo(settings):
         settings.KOMMO_NO_DEAL_POLICY = "inbound_lead"
         settings.CALSYNC_RECONCILERS = ["crm.sync.reconcile"]
         settings.CALSYNC_TIME_ZONE = settings.TIME_ZONE = "Europe/Madrid"
+        # The server runs on the fixed test clock, Chromium on the machine's: cookies that expire at a
+        # server date would already be expired for the browser once the real date passes it. Session
+        # cookies (no expiry date) keep the login whatever the two clocks say.
+        settings.SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+        settings.CSRF_COOKIE_AGE = None
         yield emulator
 
 

@@ -461,6 +461,27 @@ def test_a_killed_holders_event_lock_expires_with_the_processing_lease(settings,
     assert timeouts == [7]
 
 
+# --- time passing -------------------------------------------------------------------------------------
+
+
+def test_a_booking_that_arrives_after_its_meeting_ended_gets_no_meeting(rsps, test_clock):
+    """The clock is moved past the fixture's meeting (2026-11-27 10:00–10:30 UTC): nothing is created."""
+    test_clock.move_to(datetime(2026, 11, 27, 10, 31, tzinfo=UTC))
+    warm_caches()  # a token fetched just now, not three days ago
+    event = deliver(old_booking_created())
+    assert event.status == "done"
+    assert step_detail(event) == "booking is already over; no meeting created"
+    assert not ZoomMeeting.objects.exists() and len(rsps.calls) == 0
+
+
+def test_the_same_booking_a_minute_before_its_end_still_gets_its_meeting(rsps, test_clock):
+    test_clock.move_to(datetime(2026, 11, 27, 10, 29, tzinfo=UTC))
+    warm_caches()  # a token fetched just now, not three days ago
+    expect_create(rsps, json=CREATED)
+    assert deliver(old_booking_created()).status == "done"
+    assert ZoomMeeting.objects.get().meeting_id == MEETING_ID
+
+
 LONG_EVENT_URI = "https://api.calendly.com/scheduled_events/" + "E" * 400
 
 

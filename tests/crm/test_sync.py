@@ -171,28 +171,40 @@ def test_blocked_ip_needs_attention_and_the_token_stays_secret(rsps):
 # --- matching through the pipeline -------------------------------------------------------------------
 
 
-def test_deal_id_answer_costs_three_requests(rsps):
-    warm_users()
+def expect_search_and_named(rsps, lead_ids, named, *, found=None, email=EMAIL):
+    """The two reads when the booking names a deal: the invitee's contacts, then their deals and the
+    named ones in one list (with their contacts). `found` is what Kommo has of them (default: all)."""
+    query = matchers.query_param_matcher({"query": email, "with": "leads", "limit": "50"})
+    rsps.get(f"{BASE}/api/v4/contacts", json=contacts_body(*lead_ids, email=email), match=[query])
+    wanted = sorted({*lead_ids, *named})
+    params = {"filter[id][]": [str(i) for i in wanted], "limit": "250", "with": "contacts"}
+    found = wanted if found is None else found
     rsps.get(
         f"{BASE}/api/v4/leads",
-        json=leads_body(18734521),
-        match=[matchers.query_param_matcher({"filter[id][]": "18734521", "limit": "250", "with": "contacts"})],
+        json=leads_body(*found) if found else None,
+        status=200 if found else 204,
+        match=[matchers.query_param_matcher(params)],
     )
+
+
+def test_deal_id_answer_costs_four_requests(rsps):
+    warm_users()
+    expect_search_and_named(rsps, [9785993], [18734521])
     expect_note(rsps, lead_id=18734521)
     expect_task(rsps)
     deliver("invitee_created.json")
-    assert len(rsps.calls) == 3
+    assert len(rsps.calls) == 4  # contacts, deals, note, task
     link = KommoLink.objects.get()
     assert (link.lead_id, link.match_method, link.contact_id) == (18734521, "deal_id_answer", 12117258)
 
 
 def test_unknown_deal_id_answer_falls_back_to_the_email(rsps):
     warm_users()
-    rsps.get(f"{BASE}/api/v4/leads", status=204)
-    expect_search(rsps, 9785993)
+    expect_search_and_named(rsps, [9785993], [18734521], found=[9785993])
     expect_note(rsps)
     expect_task(rsps)
     deliver("invitee_created.json")
+    assert len(rsps.calls) == 4
     link = KommoLink.objects.get()
     assert (link.lead_id, link.match_method) == (9785993, "single_open_deal")
     assert "'18734521' is not a deal in Kommo" in link.match_reason
@@ -202,11 +214,11 @@ def test_deal_id_in_the_booking_link(rsps):
     warm_users()
     data = without_deal_id()
     data["payload"]["tracking"]["utm_content"] = "deal-9785994"
-    rsps.get(f"{BASE}/api/v4/leads", json=leads_body(9785994))
+    expect_search_and_named(rsps, [9785993, 9785994], [9785994])
     expect_note(rsps, lead_id=9785994)
     expect_task(rsps)
     deliver(data)
-    assert KommoLink.objects.get().match_method == "deal_id_utm" and len(rsps.calls) == 3
+    assert KommoLink.objects.get().match_method == "deal_id_utm" and len(rsps.calls) == 4
 
 
 def test_several_open_deals_most_recent_task_in_one_note_in_all(rsps):
@@ -626,3 +638,36 @@ def test_a_task_adopted_after_a_reschedule_is_moved_to_the_new_time(rsps):
     ]
     assert sent(rsps.calls[6])["complete_till"] == 1796140800
     assert final_state()["task"] == (4745251, 1796140800, False)
+
+
+def test_a_stranger_naming_a_clients_deal_writes_nothing_and_waits_for_review(rsps):
+    """The attack: someone with the public booking link types another client's Deal ID."""
+    stranger = "stranger@evil.example"
+    data = calendly("invitee_created.json", email=stranger, first_name="Mallory")
+    rsps.get(f"{BASE}/api/v4/contacts", status=204)  # no contact has the stranger's e-mail
+    rsps.get(
+        f"{BASE}/api/v4/leads",
+        json=leads_body(18734521),  # open, Lucía's contact
+        match=[matchers.query_param_matcher({"filter[id][]": "18734521", "limit": "250", "with": "contacts"})],
+    )
+    status, _ = deliver(data)
+    assert status == "done"
+    assert [c.request.method for c in rsps.calls] == ["GET", "GET"]  # nothing written to Kommo
+    link = KommoLink.objects.get()
+    assert link.lead_id is None and link.review_state == KommoLink.ReviewState.OPEN
+    assert link.match_reason.startswith("the Deal ID names a deal not linked to this invitee")
+    assert [c["id"] for c in link.candidates] == [18734521]  # the named deal, for the person deciding
+    assert booking().crm_status == Booking.CrmStatus.NEEDS_REVIEW
+    processing.replay(link.booking.events.first(), inline=True)  # again: still waiting, no call at all
+    assert len(rsps.calls) == 2
+
+
+def test_a_deal_id_naming_the_invitees_closed_deal_writes_nothing(rsps):
+    warm_users()
+    expect_search_and_named(rsps, [9785993, 9785995], [9785995])
+    data = without_deal_id()
+    data["payload"]["tracking"]["utm_content"] = "deal-9785995"
+    deliver(data)
+    assert len(rsps.calls) == 2
+    link = KommoLink.objects.get()
+    assert link.review_state == KommoLink.ReviewState.OPEN and "closed" in link.match_reason

@@ -230,14 +230,20 @@ class CalsyncStack:
 
     # --- talking to it ------------------------------------------------------------------------------
 
-    def post(self, body: bytes, *, signed: bool = True, path: str = "/webhooks/calendly/") -> tuple[int, dict]:
-        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    def post(
+        self, body: bytes, *, signed: bool = True, path: str = "/webhooks/calendly/", chunked: bool = False
+    ) -> tuple[int, dict]:
+        """POST a body; `chunked` sends it with `Transfer-Encoding: chunked` (no Content-Length), in 1 KiB chunks."""
+        headers = {"Content-Type": "application/json"}
+        if not chunked:
+            headers["Content-Length"] = str(len(body))
         if signed:
             headers["Calendly-Webhook-Signature"] = signature_header(body, SIGNING_KEY, int(time.time()))
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+        payload = (body[i : i + 1024] for i in range(0, len(body), 1024)) if chunked else body
         try:
             try:
-                connection.request("POST", path, body=body, headers=headers)
+                connection.request("POST", path, body=payload, headers=headers, encode_chunked=chunked)
             except (BrokenPipeError, ConnectionResetError):
                 # The server may answer (413) and close before reading a large body: its answer is
                 # still waiting in our socket's buffer, so read it rather than report a broken pipe.

@@ -16,11 +16,13 @@ def test_booking_cancel_duplicates_and_bad_signature(stack_factory):
     assert stack.post(created, signed=False)[0] == 401
     assert stack.post(b"x" * (1024 * 1024 + 1))[0] == 413
     assert stack.post(created, path="/webhooks/calendly")[0] == 200  # no slash, no redirect
+    assert stack.post(created, chunked=True)[0] == 200  # chunked, no Content-Length: read whole, a redelivery
+    assert stack.post(b"x" * (1024 * 1024 + 1), chunked=True)[0] == 413
     stack.wait_until_settled(2)
     assert stack.query("SELECT status, invitee_email FROM bookings_booking") == [
         ("canceled", "lucia.fernandez@clientco.example")
     ]
-    assert stack.query("SELECT deliveries FROM bookings_webhookevent WHERE kind = 'invitee.created'") == [(3,)]
+    assert stack.query("SELECT deliveries FROM bookings_webhookevent WHERE kind = 'invitee.created'") == [(4,)]
 
 
 def test_reschedule_new_half_first(stack_factory):

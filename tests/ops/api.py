@@ -1,7 +1,7 @@
 """Calendly API shapes for tests: fixture files, and events/invitees derived from the webhook fixtures.
 
 The API's Invitee has the webhook payload's fields without the embedded `scheduled_event`; the API's
-Event is that embedded object (reference/calendly.md §6).
+Event is that embedded object (https://developer.calendly.com/api-docs/calendly-api/scheduled-events/get-scheduled-event).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def split_delivery(data: dict) -> tuple[dict, dict]:
     """(API invitee, API event) from a webhook delivery."""
     payload = copy.deepcopy(data["payload"])
     event = payload.pop("scheduled_event")
-    event["calendar_event"] = {"kind": "google", "external_id": "8d2b0f1e4a6c"}  # REST-only field [SPEC]
+    event["calendar_event"] = {"kind": "google", "external_id": "8d2b0f1e4a6c"}  # a field of the REST Event only
     return payload, event
 
 

@@ -12,26 +12,23 @@ from bookings.webhooks import store_delivery
 from calsync import alerts
 from calsync.models import Alert
 from calsync.tasks import send_alert_digest
-from tests.bookings import fake_reconcilers as fake
+from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import load_fixture
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def alert_settings(settings):
+def alert_settings(settings, fake_reconcilers):
     settings.CALSYNC_ALERT_EMAILS = ["ops@acme-sales.example", "lead@acme-sales.example"]
     settings.CALSYNC_ALERT_INTERVAL = 3600
     settings.CALSYNC_REVIEW_ALERT_HOURS = 24
-    settings.CALSYNC_RECONCILERS = ["tests.bookings.fake_reconcilers.first"]
+    settings.CALSYNC_RECONCILERS = [FIRST]
     settings.CALSYNC_RETRY_BACKOFF = []  # every failure needs attention at once
-    fake.reset()
-    yield
-    fake.reset()
 
 
-def failed_event(name: str) -> WebhookEvent:
-    fake.FAIL["first"] = RuntimeError("Kommo answered 402 Payment Required")
+def failed_event(fake_reconcilers, name: str) -> WebhookEvent:
+    fake_reconcilers.fail["first"] = RuntimeError("Kommo answered 402 Payment Required")
     event = WebhookEvent.objects.get(pk=store_delivery(load_fixture(name)).data["id"])
     processing.process_event(event.pk)
     event.refresh_from_db()
@@ -39,9 +36,9 @@ def failed_event(name: str) -> WebhookEvent:
     return event
 
 
-def test_two_failures_make_one_mail():
-    a = failed_event("calendly/invitee_created.json")
-    b = failed_event("calendly/reschedule_2_invitee_created_new.json")
+def test_two_failures_make_one_mail(fake_reconcilers):
+    a = failed_event(fake_reconcilers, "calendly/invitee_created.json")
+    b = failed_event(fake_reconcilers, "calendly/reschedule_2_invitee_created_new.json")
     assert send_alert_digest().startswith("2 new alert(s); sent 2")
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
@@ -54,12 +51,12 @@ def test_two_failures_make_one_mail():
     assert len(mail.outbox) == 1
 
 
-def test_the_interval_holds_new_alerts_back_then_sends_only_them():
-    failed_event("calendly/invitee_created.json")
+def test_the_interval_holds_new_alerts_back_then_sends_only_them(fake_reconcilers):
+    failed_event(fake_reconcilers, "calendly/invitee_created.json")
     start = timezone.now()
     alerts.collect_alerts(start)
     assert alerts.send_alert_digest(start).sent
-    later = failed_event("calendly/reschedule_2_invitee_created_new.json")
+    later = failed_event(fake_reconcilers, "calendly/reschedule_2_invitee_created_new.json")
     alerts.collect_alerts(start + timedelta(minutes=10))
     held = alerts.send_alert_digest(start + timedelta(minutes=10))
     assert not held.sent and len(mail.outbox) == 1
@@ -109,8 +106,8 @@ def test_a_failed_send_is_retried_next_run(monkeypatch):
     assert alerts.send_alert_digest().sent
 
 
-def test_failing_again_after_a_replay_is_reported_again():
-    event = failed_event("calendly/invitee_created.json")
+def test_failing_again_after_a_replay_is_reported_again(fake_reconcilers):
+    event = failed_event(fake_reconcilers, "calendly/invitee_created.json")
     send_alert_digest()
     processing.replay(event, inline=True)  # fails again: attempts 2
     alerts.collect_alerts()

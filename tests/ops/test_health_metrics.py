@@ -12,14 +12,14 @@ from bookings import processing
 from bookings.models import Booking, WebhookEvent
 from bookings.webhooks import store_delivery
 from calsync.metrics import observe_api_call
-from tests.bookings import fake_reconcilers as fake
+from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import load_fixture
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def strict_hosts(settings):
+def strict_hosts(settings, fake_reconcilers):
     settings.ALLOWED_HOSTS = ["calsync.example.com"]
     settings.SECURE_SSL_REDIRECT = True
     settings.CALSYNC_READY_MAX_QUEUE_LAG = 900
@@ -70,16 +70,15 @@ def scrape(client, **headers) -> dict:
     return samples
 
 
-def test_metrics_are_read_from_the_database(client, settings):
-    settings.CALSYNC_RECONCILERS = ["tests.bookings.fake_reconcilers.first"]
-    fake.reset()
+def test_metrics_are_read_from_the_database(fake_reconcilers, client, settings):
+    settings.CALSYNC_RECONCILERS = [FIRST]
     done = stored()
     processing.process_event(done.pk)
-    fake.FAIL["first"] = RuntimeError("boom")
+    fake_reconcilers.fail["first"] = RuntimeError("boom")
     failed = stored("calendly/invitee_canceled.json")
     processing.process_event(failed.pk)
     WebhookEvent.objects.filter(pk=failed.pk).update(next_attempt_at=None)  # out of retries
-    fake.reset()
+    fake_reconcilers.fail.clear()
     stored("calendly/reschedule_2_invitee_created_new.json")  # waiting in the queue
     Booking.objects.update(crm_status=Booking.CrmStatus.NEEDS_REVIEW)
     observe_api_call("kommo", 200)

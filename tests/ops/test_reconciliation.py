@@ -16,6 +16,7 @@ from bookings.models import Booking, WebhookEvent
 from bookings.reconciliation import reconcile_window
 from bookings.tasks import RECONCILE_LOCK, reconcile_recent_bookings
 from bookings.webhooks import store_delivery
+from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import load_fixture, load_json, to_body, variant
 from tests.ops import recording_reconciler
 from tests.ops.api import API, ME, mock_events, mock_invitees, mock_me, page, split_delivery
@@ -156,16 +157,14 @@ def test_events_and_invitees_are_read_page_by_page(rsps, run):
     assert {b.event_uri for b in Booking.objects.all()} == {event["uri"]}  # one booking per invitee
 
 
-def test_an_invitee_already_in_the_pipeline_is_not_stored_again(rsps, run, settings):
-    settings.CALSYNC_RECONCILERS = ["tests.bookings.fake_reconcilers.first"]
+def test_an_invitee_already_in_the_pipeline_is_not_stored_again(fake_reconcilers, rsps, run, settings):
+    settings.CALSYNC_RECONCILERS = [FIRST]
     from calsync.errors import SyncError
-    from tests.bookings import fake_reconcilers as fake
 
-    fake.reset()
-    fake.FAIL["first"] = SyncError("kommo down")
+    fake_reconcilers.fail["first"] = SyncError("kommo down")
     response = store_delivery(load_fixture(CREATED))
     processing.process_event(response.data["id"])  # failed, retry pending
-    fake.reset()
+    fake_reconcilers.fail.clear()
     # Its booking exists but the invitee is now cancelled and that webhook is already stored.
     cancel = store_delivery(load_fixture(CANCELED))
     invitee, event = split_delivery(load_json(CANCELED))

@@ -12,7 +12,7 @@ from bookings.models import Booking, ProcessingAttempt, WebhookEvent
 from bookings.retention import delete_old_events
 from bookings.tasks import redact_old_events
 from bookings.webhooks import store_delivery
-from tests.bookings import fake_reconcilers as fake
+from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import load_fixture, to_body
 
 pytestmark = pytest.mark.django_db
@@ -24,11 +24,10 @@ def aged(event_id: int, days: int) -> None:
 
 
 @pytest.fixture
-def events(settings):
+def events(fake_reconcilers, settings):
     settings.CALSYNC_RETENTION_DAYS = 180
-    settings.CALSYNC_RECONCILERS = ["tests.bookings.fake_reconcilers.first"]
+    settings.CALSYNC_RECONCILERS = [FIRST]
     settings.CALSYNC_RETRY_BACKOFF = []
-    fake.reset()
     old_done = store_delivery(load_fixture("calendly/invitee_created.json")).data["id"]
     processing.process_event(old_done)
     old_ignored = store_delivery(
@@ -44,17 +43,16 @@ def events(settings):
             }
         )
     ).data["id"]
-    fake.FAIL["first"] = RuntimeError("kommo down")
+    fake_reconcilers.fail["first"] = RuntimeError("kommo down")
     old_failed = store_delivery(load_fixture("calendly/invitee_canceled.json")).data["id"]
     processing.process_event(old_failed)
-    fake.reset()
+    fake_reconcilers.fail.clear()
     recent_done = store_delivery(load_fixture("calendly/reschedule_2_invitee_created_new.json")).data["id"]
     processing.process_event(recent_done)
     for pk in (old_done, old_ignored, old_failed):
         aged(pk, 200)
     aged(recent_done, 10)
     yield {"old_done": old_done, "old_ignored": old_ignored, "old_failed": old_failed, "recent_done": recent_done}
-    fake.reset()
 
 
 def test_dry_run_reports_and_changes_nothing(events):
@@ -108,20 +106,18 @@ def test_a_redelivery_of_a_redacted_event_is_still_recognised(events, post_deliv
 
 
 @pytest.fixture
-def finished_and_failed(settings):
+def finished_and_failed(fake_reconcilers, settings):
     settings.CALSYNC_RETENTION_DAYS = 180
     settings.CALSYNC_EVENT_DELETE_DAYS = 400
-    settings.CALSYNC_RECONCILERS = ["tests.bookings.fake_reconcilers.first"]
+    settings.CALSYNC_RECONCILERS = [FIRST]
     settings.CALSYNC_RETRY_BACKOFF = []
-    fake.reset()
     done = store_delivery(load_fixture("calendly/invitee_created.json")).data["id"]
     processing.process_event(done)
-    fake.FAIL["first"] = RuntimeError("kommo down")
+    fake_reconcilers.fail["first"] = RuntimeError("kommo down")
     failed = store_delivery(load_fixture("calendly/invitee_canceled.json")).data["id"]
     processing.process_event(failed)
-    fake.reset()
-    yield {"done": done, "failed": failed}
-    fake.reset()
+    fake_reconcilers.fail.clear()
+    return {"done": done, "failed": failed}
 
 
 def test_finished_events_are_deleted_once_older_than_the_deletion_age(finished_and_failed, test_clock):

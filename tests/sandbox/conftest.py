@@ -99,3 +99,13 @@ def zapi(zoom):
 
 def get(url: str, **kwargs) -> requests.Response:
     return requests.get(url, timeout=5, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def booking_memory(tmp_path, monkeypatch):
+    """send_test_booking remembers the bookings it sent in a per-test file, never in the repository's var/."""
+    from sandbox.management.commands import send_test_booking
+
+    path = tmp_path / "test_bookings.json"
+    monkeypatch.setattr(send_test_booking, "MEMORY_FILE", path)
+    return path

@@ -182,3 +182,29 @@ def test_command_line_starts_a_separate_process_and_prints_its_url(tmp_path: Pat
         process.terminate()
         assert process.wait(timeout=10) == 0
         process.stdout.close()
+
+
+def test_a_person_deletes_or_edits_a_task_in_kommo(kommo, kapi):
+    task_id = kapi.post(f"{kommo.url}/api/v4/tasks", json=TASK).json()["_embedded"]["tasks"][0]["id"]
+    control = f"{kommo.url}/__emulator__"
+    edit = {"id": task_id, "complete_till": 1795200000, "is_completed": True}
+    assert requests.post(f"{control}/edit_task", json=edit, timeout=5).ok
+    task = kapi.get(f"{kommo.url}/api/v4/tasks/{task_id}").json()
+    assert (task["complete_till"], task["is_completed"]) == (1795200000, True)
+    assert requests.post(f"{control}/delete_task", json={"id": task_id}, timeout=5).ok
+    assert kapi.get(f"{kommo.url}/api/v4/tasks", params={"filter[id][]": task_id}).status_code == 204
+    assert requests.post(f"{control}/delete_task", json={"id": task_id}, timeout=5).status_code == 404
+
+
+def test_a_host_deletes_a_meeting_in_zoom(zoom):
+    from tests.sandbox.conftest import zoom_token
+
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {zoom_token(zoom)}"
+    body = {"topic": "Demo", "type": 2, "start_time": "2030-01-01T10:00:00Z", "duration": 30}
+    meeting = api.post(f"{zoom.url}/v2/users/me/meetings", json=body, timeout=5).json()
+    control = f"{zoom.url}/__emulator__"
+    assert requests.post(f"{control}/delete_meeting", json={"id": meeting["id"]}, timeout=5).ok
+    gone = api.get(f"{zoom.url}/v2/meetings/{meeting['id']}", timeout=5)
+    assert (gone.status_code, gone.json()["code"]) == (404, 3001)
+    assert requests.post(f"{control}/delete_meeting", json={"id": meeting["id"]}, timeout=5).status_code == 404

@@ -1,4 +1,4 @@
-"""The Kommo emulator behaves as reference/kommo.md describes, driven over real HTTP with plain requests."""
+"""The Kommo emulator behaves as Kommo's API reference describes, driven over real HTTP with plain requests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Zoom emulator behaves as reference/zoom.md describes, driven over real HTTP with plain requests."""
+"""The Zoom emulator behaves as Zoom's Meeting API describes, driven over real HTTP with plain requests."""
 
 from __future__ import annotations
 
