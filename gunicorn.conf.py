@@ -11,6 +11,8 @@ graceful_timeout = 20
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
+# Masks OAuth codes in access lines; JSON lines like calsync's own unless CALSYNC_LOG_FORMAT=plain.
+logger_class = "calsync.gunicorn_logging.GunicornLogger"
 # Calendly's delivery carries a signature header; forwarded headers come from the proxy in front.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # gunicorn's control socket defaults to one path in $HOME: a second instance (a worker host, the

@@ -17,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 
 from bookings.models import Booking, ProcessingAttempt, WebhookEvent
 from bookings.processing import replay, resync
-from calsync.admin_mixins import ReadOnlyAdminMixin, ReplayPermissionMixin
+from calsync.admin_mixins import ReadOnlyAdminMixin, ReplayPermissionMixin, web_link
 
 STATUS_COLOURS = {
     "done": "#2e7d32",
@@ -256,13 +256,9 @@ class BookingAdmin(ReadOnlyAdminMixin, ReplayPermissionMixin, admin.ModelAdmin):
 
         meeting = ZoomMeeting.objects.filter(booking=obj).exclude(status=ZoomMeeting.Status.DELETED).first()
         if meeting and meeting.join_url:
-            return format_html(
-                '<a href="{}" target="_blank" rel="noopener">{}</a>', meeting.join_url, meeting.meeting_id
-            )
+            return web_link(meeting.join_url, str(meeting.meeting_id))
         if obj.calendly_owns_conference and obj.conference_join_url:
-            return format_html(
-                '<a href="{}" target="_blank" rel="noopener">Calendly’s link</a>', obj.conference_join_url
-            )
+            return web_link(obj.conference_join_url, "Calendly’s link")
         return "—"
 
     @admin.display(description="in short")

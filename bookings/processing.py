@@ -28,6 +28,7 @@ from bookings.state import apply_event, is_handled_kind
 from calsync.errors import BookingBusy, SyncError
 from calsync.http import redact
 from calsync.logctx import bind, log_context
+from calsync.metrics import observe_attempt
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +244,7 @@ def _finish(attempt: ProcessingAttempt, outcome: str, steps: list[dict], error: 
     attempt.error = error
     attempt.finished_at = timezone.now()
     attempt.save(update_fields=["outcome", "steps", "error", "finished_at"])
+    observe_attempt(attempt.event.kind, outcome, (attempt.finished_at - attempt.started_at).total_seconds())
 
 
 # --- sweeper and replay -----------------------------------------------------------------------------
@@ -270,6 +272,7 @@ def sweep(enqueue: Callable[[int, str], None]) -> SweepResult:
     )
     for pk in lost:
         event = WebhookEvent.objects.get(pk=pk)
+        started: list = []
         with transaction.atomic():
             changed = WebhookEvent.objects.filter(pk=pk, status=Status.PROCESSING).update(
                 status=Status.FAILED,
@@ -277,9 +280,11 @@ def sweep(enqueue: Callable[[int, str], None]) -> SweepResult:
                 next_attempt_at=now if event.attempts <= len(settings.CALSYNC_RETRY_BACKOFF) else None,
             )
             if changed:
-                ProcessingAttempt.objects.filter(event_id=pk, outcome=ProcessingAttempt.Outcome.RUNNING).update(
-                    outcome=ProcessingAttempt.Outcome.FAILED, error="worker lost", finished_at=now
-                )
+                running = ProcessingAttempt.objects.filter(event_id=pk, outcome=ProcessingAttempt.Outcome.RUNNING)
+                started = list(running.values_list("started_at", flat=True))
+                running.update(outcome=ProcessingAttempt.Outcome.FAILED, error="worker lost", finished_at=now)
+        for started_at in started:
+            observe_attempt(event.kind, ProcessingAttempt.Outcome.FAILED, (now - started_at).total_seconds())
     due = list(
         WebhookEvent.objects.filter(
             status__in=[Status.RECEIVED, Status.FAILED], next_attempt_at__isnull=False, next_attempt_at__lte=now

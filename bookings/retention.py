@@ -3,6 +3,10 @@
 After CALSYNC_RETENTION_DAYS a `done` or `ignored` event's raw body is emptied, its payload is reduced
 to the ids and the outcome, and its e-mail column is blanked. Failed events are kept whole: a human
 still needs them. Bookings are the working record for the CRM and are not touched here.
+
+After CALSYNC_EVENT_DELETE_DAYS (longer) a finished event is deleted with its processing attempts,
+so the event tables stop growing. Calendly never redelivers that late, so losing its de-duplication
+key does no harm.
 """
 
 from __future__ import annotations
@@ -83,3 +87,46 @@ def redact_old_events(
     if total:
         logger.info("retention: redacted %d finished event(s) older than %d day(s)", total, days)
     return RetentionResult(cutoff, total, False)
+
+
+@dataclass(frozen=True)
+class DeletionResult:
+    cutoff: datetime | None
+    deleted: int
+    dry_run: bool
+
+    def __str__(self) -> str:
+        if self.cutoff is None:
+            return "deletion of old events is off (CALSYNC_EVENT_DELETE_DAYS=0)"
+        verb = "would delete" if self.dry_run else "deleted"
+        return f"{verb} {self.deleted} finished event(s) older than {self.cutoff:%Y-%m-%d %H:%M} UTC"
+
+
+def due_for_deletion(cutoff: datetime):
+    return (
+        WebhookEvent.objects.filter(status__in=FINISHED)
+        .annotate(finished=Coalesce("processed_at", "received_at"))
+        .filter(finished__lt=cutoff)
+    )
+
+
+def delete_old_events(*, days: int | None = None, now: datetime | None = None, dry_run: bool = False) -> DeletionResult:
+    """Delete done/ignored events (and their processing attempts) finished more than `days` ago."""
+    days = settings.CALSYNC_EVENT_DELETE_DAYS if days is None else days
+    if days <= 0:
+        return DeletionResult(None, 0, dry_run)
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=days)
+    due = due_for_deletion(cutoff)
+    if dry_run:
+        return DeletionResult(cutoff, due.count(), True)
+    total = 0
+    while True:  # in chunks: short write transactions, the webhook keeps getting its turn
+        ids = list(due.order_by("pk").values_list("pk", flat=True)[:CHUNK])
+        if not ids:
+            break
+        WebhookEvent.objects.filter(pk__in=ids).delete()
+        total += len(ids)
+    if total:
+        logger.info("retention: deleted %d finished event(s) older than %d day(s)", total, days)
+    return DeletionResult(cutoff, total, False)

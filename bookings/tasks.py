@@ -94,10 +94,11 @@ def reconcile_recent_bookings() -> str:
 
 
 def redact_old_events() -> str:
-    """Scheduled daily: retention of finished events' personal data."""
+    """Scheduled daily: retention of finished events' personal data, then deletion of very old ones."""
+    from bookings.retention import delete_old_events
     from bookings.retention import redact_old_events as redact
 
-    return str(redact())
+    return f"{redact()}; {delete_old_events()}"
 
 
 VERIFY_SCHEDULE = "calsync: verify Kommo and Zoom"

@@ -32,6 +32,7 @@ from bookings.models import WebhookEvent
 from bookings.signature import HEADER, SignatureError, verify_signature
 from bookings.state import is_handled_kind
 from bookings.tasks import enqueue_processing
+from calsync.metrics import count_event_stored, count_redelivery
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,9 @@ class CalendlyWebhookView(APIView):
 
 def _bump_existing(key: str) -> WebhookEvent:
     WebhookEvent.objects.filter(dedupe_key=key).update(deliveries=F("deliveries") + 1)
-    return WebhookEvent.objects.get(dedupe_key=key)
+    event = WebhookEvent.objects.get(dedupe_key=key)
+    count_redelivery(event.kind)
+    return event
 
 
 def store_delivery(raw: bytes, *, source: str = WebhookEvent.Source.WEBHOOK) -> Response:
@@ -182,4 +185,5 @@ def _create_or_existing(key: str, **fields) -> tuple[WebhookEvent, bool]:
                 enqueue_processing(event.pk)
     except IntegrityError:
         return _bump_existing(key), False
+    count_event_stored(event.kind, event.source)
     return event, True

@@ -47,3 +47,18 @@ def check_queue_and_pipeline(app_configs, **kwargs):
     if not settings.CALSYNC_RETRY_BACKOFF:
         problems.append(Warning("CALSYNC_RETRY_BACKOFF is empty: failed events are never retried.", id="calsync.W003"))
     return problems
+
+
+@register(Tags.security, deploy=True)
+def check_metrics_token(app_configs, **kwargs):
+    """`check --deploy`: /metrics open to anyone who reaches the port in a production configuration."""
+    if settings.DEBUG or not settings.CALSYNC_METRICS_ENABLED or settings.CALSYNC_METRICS_TOKEN:
+        return []
+    return [
+        Warning(
+            "CALSYNC_METRICS_TOKEN is not set: /metrics answers anyone who can reach the service.",
+            hint="Set CALSYNC_METRICS_TOKEN (Prometheus sends it as a bearer token), or "
+            "CALSYNC_METRICS_ENABLED=false if nothing scrapes it.",
+            id="calsync.W004",
+        )
+    ]

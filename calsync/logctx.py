@@ -56,6 +56,17 @@ def mask_emails(text: str) -> str:
     return _EMAIL.sub(r"\1***@\2", text)
 
 
+# OAuth values in a query string (`?code=…&state=…`, also when quoted in a Referer or a request repr):
+# an authorization code can be exchanged for tokens until it is used, and `state` guards that exchange.
+_QUERY_SECRETS = re.compile(
+    r"(?i)((?:^|(?<=[?&;\s]))(?:code|state|access_token|refresh_token|client_secret)=)[^&\s'\"#]+"
+)
+
+
+def redact_query_secrets(text: str) -> str:
+    return _QUERY_SECRETS.sub(r"\1[redacted]", text)
+
+
 class RedactFilter(logging.Filter):
     """Masks e-mail addresses at INFO and above, and tokens and keys at every level.
 
@@ -68,7 +79,7 @@ class RedactFilter(logging.Filter):
 
         secrets = _configured_secrets()
         message = record.getMessage()
-        cleaned = redact(message, *secrets)
+        cleaned = redact_query_secrets(redact(message, *secrets))
         if record.levelno >= logging.INFO:
             cleaned = mask_emails(cleaned)
         if cleaned != message:
@@ -76,8 +87,11 @@ class RedactFilter(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            text = redact(record.exc_text, *secrets)
+            text = redact_query_secrets(redact(record.exc_text, *secrets))
             record.exc_text = mask_emails(text) if record.levelno >= logging.INFO else text
+        request = getattr(record, "request", None)  # django.request's `extra`: the JSON line prints its repr
+        if request is not None and not isinstance(request, str):
+            record.request = redact_query_secrets(redact(repr(request), *secrets))
         for name in ("invitee_email", "email"):  # `extra={...}` fields
             value = getattr(record, name, None)
             if isinstance(value, str) and record.levelno >= logging.INFO:

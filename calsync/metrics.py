@@ -8,6 +8,12 @@ here is already a row in the database (events, processing attempts, bookings, AP
 custom collector reads them when Prometheus scrapes, and every process gives the same answer.
 prometheus-client supplies the metric families and the exposition format.
 
+Gauges (queue depth, failed events, events by status…) are counted at scrape time with indexed,
+grouped queries. Counters and the processing-time histogram are kept as things happen, in
+`calsync.models.MetricCount` rows: a scrape then reads a few dozen rows whatever the size of the event
+tables, and a counter never goes down when retention deletes old events. They start from zero when
+the table is created; Prometheus reads that as a counter reset.
+
 `observe_api_call(service, status)` counts one external API call; it adds one to a shared counter row
 with a single atomic UPDATE. The clients do not call it themselves: the session they are given
 (`calsync.http.build_session(service=…)`) calls it once per HTTP request, token requests included.
@@ -15,9 +21,9 @@ with a single atomic UPDATE. The clients do not call it themselves: the session 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -52,72 +58,128 @@ def observe_api_call(service: str, status: int | str) -> None:
         logger.debug("could not count an API call to %s", service, exc_info=True)
 
 
+RECEIVED = "events_received"  # labels: kind, source
+DELIVERIES = "deliveries"  # labels: kind
+ATTEMPTS = "attempts"  # labels: kind, outcome
+DURATION_BUCKET = "processing_seconds_bucket"  # labels: le (not cumulative: the bucket it fell in)
+DURATION_SUM = "processing_seconds_sum"
+
+
+def _labels_key(labels: dict[str, str]) -> str:
+    return json.dumps(labels, sort_keys=True, separators=(",", ":"))[:300]
+
+
+def add_to_counter(name: str, labels: dict[str, str] | None = None, amount: float = 1.0) -> None:
+    """Add `amount` to one counter row (created on first use). Never raises: a metrics problem must
+    not fail a delivery or a sync."""
+    from django.db import IntegrityError, transaction
+    from django.db.models import F
+
+    from calsync.models import MetricCount
+
+    key = _labels_key(labels or {})
+    try:
+        rows = MetricCount.objects.filter(name=name, labels=key)
+        if rows.update(value=F("value") + amount):
+            return
+        try:
+            with transaction.atomic():
+                MetricCount.objects.create(name=name, labels=key, value=amount)
+        except IntegrityError:  # another process created the row first
+            rows.update(value=F("value") + amount)
+    except Exception:
+        logger.debug("could not count %s", name, exc_info=True)
+
+
+def count_event_stored(kind: str, source: str) -> None:
+    """A new event was stored: one more received event and one more delivery of its kind."""
+    add_to_counter(RECEIVED, {"kind": kind, "source": source})
+    add_to_counter(DELIVERIES, {"kind": kind})
+
+
+def count_redelivery(kind: str) -> None:
+    add_to_counter(DELIVERIES, {"kind": kind})
+
+
+def observe_attempt(kind: str, outcome: str, seconds: float) -> None:
+    """A processing attempt finished: count its outcome and put its duration in the histogram."""
+    add_to_counter(ATTEMPTS, {"kind": kind, "outcome": outcome})
+    seconds = max(0.0, seconds)
+    bucket = next((str(b) for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
+    add_to_counter(DURATION_BUCKET, {"le": bucket})
+    add_to_counter(DURATION_SUM, {}, seconds)
+
+
+def _counters() -> dict[str, list[tuple[dict[str, str], float]]]:
+    from calsync.models import MetricCount
+
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for name, labels, value in MetricCount.objects.order_by("name", "labels").values_list("name", "labels", "value"):
+        found.setdefault(name, []).append((json.loads(labels or "{}"), value))
+    return found
+
+
 class CalsyncCollector:
     """Reads the current figures from the database each time Prometheus scrapes."""
 
     def collect(self) -> Iterator[Metric]:
         from django.core.cache import cache
-        from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+        from django.db.models import Count
         from django.utils import timezone
 
-        from bookings.models import Booking, ProcessingAttempt, SyncDrift, WebhookEvent
+        from bookings.models import Booking, SyncDrift, WebhookEvent
         from calsync.models import ApiCallCount
 
         status = WebhookEvent.Status
         now = timezone.now()
+        counters = _counters()
 
         received = CounterMetricFamily(
             "calsync_webhook_events_received",
             "Calendly events stored, by kind and source (webhook or reconciliation)",
             labels=["kind", "source"],
         )
+        for labels, value in counters.get(RECEIVED, []):
+            received.add_metric([labels.get("kind", ""), labels.get("source", "")], value)
+        yield received
         deliveries = CounterMetricFamily(
             "calsync_webhook_deliveries", "Calendly deliveries including redeliveries, by kind", labels=["kind"]
         )
-        by_status = GaugeMetricFamily(
-            "calsync_webhook_events", "Stored Calendly events by kind and current outcome", labels=["kind", "status"]
-        )
-        per_kind_source: dict[tuple[str, str], int] = {}
-        per_kind_deliveries: dict[str, int] = {}
-        for row in WebhookEvent.objects.values("kind", "source", "status").annotate(n=Count("pk"), d=Sum("deliveries")):
-            key = (row["kind"], row["source"])
-            per_kind_source[key] = per_kind_source.get(key, 0) + row["n"]
-            per_kind_deliveries[row["kind"]] = per_kind_deliveries.get(row["kind"], 0) + (row["d"] or 0)
-            by_status.add_metric([row["kind"], row["status"]], row["n"])
-        for (kind, source), n in sorted(per_kind_source.items()):
-            received.add_metric([kind, source], n)
-        for kind, n in sorted(per_kind_deliveries.items()):
-            deliveries.add_metric([kind], n)
-        yield received
+        for labels, value in counters.get(DELIVERIES, []):
+            deliveries.add_metric([labels.get("kind", "")], value)
         yield deliveries
+        by_status = GaugeMetricFamily(
+            "calsync_webhook_events",
+            "Stored Calendly events not finished yet (received, processing, failed), by kind and status",
+            labels=["kind", "status"],
+        )
+        # Only the unfinished few, found through the status index: counting the done and ignored ones
+        # would read every row of the table (their outcomes are in calsync_event_processing_attempts).
+        unfinished = WebhookEvent.objects.filter(status__in=[status.RECEIVED, status.PROCESSING, status.FAILED])
+        for row in unfinished.order_by().values("status", "kind").annotate(n=Count("pk")):
+            by_status.add_metric([row["kind"], row["status"]], row["n"])
         yield by_status
 
-        finished = ProcessingAttempt.objects.filter(finished_at__isnull=False)
         outcomes = CounterMetricFamily(
             "calsync_event_processing_attempts",
             "Finished processing attempts by event kind and outcome",
             labels=["kind", "outcome"],
         )
-        for row in finished.values("event__kind", "outcome").annotate(n=Count("pk")).order_by("event__kind", "outcome"):
-            outcomes.add_metric([row["event__kind"], row["outcome"]], row["n"])
+        for labels, value in counters.get(ATTEMPTS, []):
+            outcomes.add_metric([labels.get("kind", ""), labels.get("outcome", "")], value)
         yield outcomes
 
-        # One aggregate query: a count per bucket (cumulative, as Prometheus wants) and the sum.
-        timed = finished.annotate(
-            took=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
-        )
-        aggregates = {
-            f"le_{i}": Count("pk", filter=Q(took__lte=timedelta(seconds=b))) for i, b in enumerate(LATENCY_BUCKETS)
-        }
-        figures = timed.aggregate(total=Count("pk"), took_sum=Sum("took"), **aggregates)
-        buckets = [(str(b), figures[f"le_{i}"]) for i, b in enumerate(LATENCY_BUCKETS)]
-        buckets.append(("+Inf", figures["total"]))
-        took_sum = figures["took_sum"]
+        per_bucket = {labels.get("le"): value for labels, value in counters.get(DURATION_BUCKET, [])}
+        buckets, running = [], 0.0
+        for bound in [*(str(b) for b in LATENCY_BUCKETS), "+Inf"]:
+            running += per_bucket.get(bound, 0.0)
+            buckets.append((bound, running))
+        took_sum = sum(value for _labels, value in counters.get(DURATION_SUM, []))
         yield HistogramMetricFamily(
             "calsync_event_processing_seconds",
             "Time to process one event (apply it and run every reconciler)",
             buckets=buckets,
-            sum_value=took_sum.total_seconds() if took_sum else 0.0,
+            sum_value=took_sum,
         )
 
         api = CounterMetricFamily(

@@ -39,3 +39,21 @@ class ApiCallCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service} {self.status}: {self.count}"
+
+
+class MetricCount(models.Model):
+    """One Prometheus counter value (a family and its labels), added to as things happen.
+
+    Counting rows at scrape time would scan whole tables and would make a counter go down when
+    retention deletes old events; these rows only ever grow, with one atomic UPDATE per change.
+    """
+
+    name = models.CharField(max_length=100)
+    labels = models.CharField(max_length=300, blank=True, help_text="Sorted JSON object of label values.")
+    value = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "labels"], name="metric_count_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.labels}: {self.value:g}"

@@ -5,6 +5,7 @@ The embedded default is a SQLite file plus django-q2's ORM broker, so nothing bu
 `DATABASE_URL=postgres://…` switches to PostgreSQL; `REDIS_URL` switches the task broker to Redis.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -43,6 +44,8 @@ INSTALLED_APPS = [
     "crm",
     # Local Kommo/Zoom emulators and the newcomer sandbox commands (send_test_booking, run_emulators).
     "sandbox",
+    # Admin login throttling (see "Login throttling" below).
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -55,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "calsync.urls"
@@ -134,6 +138,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Login throttling (django-axes) ---------------------------------------------------------------
+# After CALSYNC_LOGIN_FAILURE_LIMIT wrong passwords for one username, that username cannot log in for
+# CALSYNC_LOGIN_LOCKOUT_MINUTES, right password or not (429). Counted per username, not per address:
+# behind the TLS proxy every browser has the proxy's address. Attempts live in the database, so every
+# gunicorn worker and host sees the same count. `manage.py axes_reset_username <name>` unlocks early.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("CALSYNC_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("CALSYNC_LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_RESET_ON_SUCCESS = True
+# The login form's own field; nothing from headers.
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_VERBOSE = False
+# axes.W006 asks for ip_address among the lockout parameters. Per username is deliberate: rotating
+# addresses does not help against it, while per address behind the proxy would lock everyone out.
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
 
 # --- REST framework -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -326,8 +350,13 @@ CALSYNC_REVIEW_ALERT_HOURS = env.float("CALSYNC_REVIEW_ALERT_HOURS", default=24)
 # A live booking this close to its start without its Zoom meeting (e.g. the host's daily limit) is alerted.
 CALSYNC_ZOOM_ALERT_HOURS = env.float("CALSYNC_ZOOM_ALERT_HOURS", default=4)
 CALSYNC_RETENTION_DAYS = env.int("CALSYNC_RETENTION_DAYS", default=180)
+# Finished events (and their processing attempts) are deleted after this many days; 0 keeps them forever.
+CALSYNC_EVENT_DELETE_DAYS = env.int("CALSYNC_EVENT_DELETE_DAYS", default=400)
 # Outgoing mail: EMAIL_URL=smtp+tls://user:password@smtp.example.com:587 (django-environ's syntax).
 vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))
+# Seconds an SMTP connect, send or read may take: a stuck mail server must not hold a worker until the
+# task timeout (alert digests are sent from the task queue).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="calsync@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="")

@@ -15,6 +15,7 @@ group event's invitees share one meeting (see docs/conferencing.md for why).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -84,6 +85,21 @@ def reconcile(booking: Booking, *, client: ZoomClient | None = None) -> str:
         return _release_meeting(booking, zoom)
 
 
+MAX_READABLE_KEY = 200
+
+
+def bounded_key(prefix: str, value: str) -> str:
+    """A cache key for a value from a payload: readable when short, a hash of it when long.
+
+    The database cache keeps keys in a 255-character column (PostgreSQL refuses longer ones, and
+    `cache.add` then answers False every time, so the lock could never be taken), and memcached
+    allows 250: a URI or e-mail address from a payload can be longer.
+    """
+    if len(prefix) + len(value) <= MAX_READABLE_KEY:
+        return prefix + value
+    return f"{prefix}sha256:{hashlib.sha256(value.encode('utf-8')).hexdigest()}"
+
+
 @contextmanager
 def event_lock(event_uri: str, *, timeout: int | None = None) -> Iterator[None]:
     """One worker at a time per scheduled event, across processes (shared cache, atomic `add`).
@@ -94,7 +110,7 @@ def event_lock(event_uri: str, *, timeout: int | None = None) -> Iterator[None]:
     pipeline's booking lock: by the time the sweeper retries the dead worker's event, it is free.
     """
     timeout = timeout or settings.CALSYNC_PROCESSING_LEASE
-    key = f"zoom:event-lock:{event_uri}"
+    key = bounded_key("zoom:event-lock:", event_uri)
     token = uuid.uuid4().hex
     if not cache.add(key, token, timeout):
         raise SyncError("another worker is syncing this event's Zoom meeting", retry_after=30)
@@ -263,7 +279,7 @@ def _resolve_uncertain_create(booking: Booking, meeting: ZoomMeeting, zoom: Call
 
 def daily_limit_key(host: str) -> str:
     """Cache key holding when the host's daily create/update limit resets (unix seconds)."""
-    return f"zoom:daily-limit:{host}"
+    return bounded_key("zoom:daily-limit:", host)
 
 
 def _counted_write(host: str, call: Callable[[], T]) -> T:
@@ -368,7 +384,7 @@ def _zoom_host(booking: Booking, zoom: Callable[[], ZoomClient]) -> str:
     email = booking.host_email.strip().lower()
     if not email:
         return settings.ZOOM_DEFAULT_USER
-    key = f"zoom:user:{email}"
+    key = bounded_key("zoom:user:", email)
     user_id = cache.get(key)
     if user_id is None:
         user = zoom().get_user(email)

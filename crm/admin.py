@@ -16,7 +16,7 @@ from calsync.admin_mixins import ReadOnlyAdminMixin
 from calsync.errors import SyncError
 from crm import review
 from crm.directory import check_deal, deal_url, describe_deals
-from crm.forms import INBOUND_LEAD, SKIP, ReviewDecisionForm
+from crm.forms import INBOUND_LEAD, OTHER, SKIP, ReviewDecisionForm
 from crm.models import KommoLink, RememberedDeal, ReviewItem
 
 
@@ -79,9 +79,11 @@ class ReviewItemAdmin(admin.ModelAdmin):
                 self.message_user(request, "Someone already resolved this meeting.", messages.WARNING)
                 return HttpResponseRedirect(reverse("admin:crm_reviewitem_changelist"))
             if form.is_valid():
-                if form.needs_live_check:
+                shown_already = not form.needs_live_check
+                if form.cleaned_data["choice"] == OTHER:
+                    # Every time, also on the confirming POST: the hidden "checked" id is the browser's word.
                     checked = self._check_typed_deal(request, form)
-                else:
+                if shown_already and (form.cleaned_data["choice"] != OTHER or checked is not None):
                     response = self._decide(request, item, form)
                     if response is not None:
                         return response

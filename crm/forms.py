@@ -7,12 +7,15 @@ from django import forms
 OTHER = "other"
 INBOUND_LEAD = "inbound_lead"
 SKIP = "skip"
+# KommoLink.lead_id is a 64-bit integer column: a larger id must be a form error, not a database error.
+MAX_DEAL_ID = 2**63 - 1
 
 
 class ReviewDecisionForm(forms.Form):
     choice = forms.ChoiceField(widget=forms.RadioSelect, label="Decision")
-    deal_id = forms.IntegerField(required=False, min_value=1, label="Deal id")
-    # The id staff already saw checked against Kommo; a typed id is saved only once it matches.
+    deal_id = forms.IntegerField(required=False, min_value=1, max_value=MAX_DEAL_ID, label="Deal id")
+    # The id staff were shown as checked: it only decides whether to show the deal first or save now.
+    # It comes from the browser, so it proves nothing: the admin asks Kommo again before saving.
     checked_deal_id = forms.IntegerField(required=False, widget=forms.HiddenInput)
     remember = forms.BooleanField(
         required=False,
@@ -43,6 +46,6 @@ class ReviewDecisionForm(forms.Form):
 
     @property
     def needs_live_check(self) -> bool:
-        """A typed id that staff have not yet seen confirmed by Kommo."""
+        """A typed id that staff have not yet been shown (Kommo is asked about every typed id anyway)."""
         data = self.cleaned_data
         return data.get("choice") == OTHER and data.get("deal_id") != data.get("checked_deal_id")

@@ -116,3 +116,38 @@ def test_anonymous_sees_nothing(client, failed_event):
     for url in (EVENTS, BOOKINGS, reverse("admin:bookings_webhookevent_change", args=[failed_event.pk])):
         response = client.get(url)
         assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+@pytest.mark.parametrize(
+    "join_url",
+    ["javascript:alert(document.cookie)", "JavaScript:alert(1)", " javascript:alert(1)", "data:text/html,<b>x</b>"],
+)
+def test_a_join_url_that_is_not_a_web_address_is_never_a_link(admin_client, post_delivery, join_url):
+    """A crafted payload's conference link must not become a clickable javascript:/data: link."""
+    from tests.conftest import variant
+
+    body = variant(
+        "calendly/invitee_created.json",
+        **{"scheduled_event.location": {"type": "zoom", "status": "pushed", "join_url": join_url}},
+    )
+    assert post_delivery(body).status_code == 202
+    booking = Booking.objects.get()
+    assert booking.conference_join_url == join_url
+
+    for url in (reverse("admin:bookings_booking_change", args=[booking.pk]), BOOKINGS):
+        page = admin_client.get(url).content.decode().lower()
+        assert 'href="javascript' not in page and 'href=" javascript' not in page and 'href="data:' not in page
+    assert "calendly’s link" in page
+
+
+def test_a_web_join_url_is_a_link(admin_client, post_delivery):
+    from tests.conftest import variant
+
+    link = "https://us06web.zoom.us/j/85512345678?pwd=abc"
+    body = variant(
+        "calendly/invitee_created.json",
+        **{"scheduled_event.location": {"type": "zoom", "status": "pushed", "join_url": link}},
+    )
+    post_delivery(body)
+    page = admin_client.get(BOOKINGS).content.decode()
+    assert 'href="https://us06web.zoom.us/j/85512345678?pwd=abc"' in page

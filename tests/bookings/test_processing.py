@@ -252,6 +252,7 @@ def test_check_deploy_is_clean_in_production_configuration():
         "ZOOM_CLIENT_ID": "cid",
         "ZOOM_CLIENT_SECRET": "secret",
         "EMAIL_URL": "smtp://mail.example.com:587",
+        "CALSYNC_METRICS_TOKEN": "a-long-metrics-token",
     }
     env.pop("SECURE_SSL_REDIRECT", None)
     result = subprocess.run(

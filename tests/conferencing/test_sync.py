@@ -558,3 +558,29 @@ def test_daily_cap_alert_names_the_limit_while_it_lasts(rsps, test_clock):
     alerts.collect_alerts()
     summary = Alert.objects.get(kind="zoom_meeting_missing").summary
     assert f"daily create/update limit for host {ZOOM_USER} is reached until 2026-12-03 00:00 UTC" in summary
+
+
+LONG_EVENT_URI = "https://api.calendly.com/scheduled_events/" + "E" * 400
+
+
+def test_a_long_event_uri_still_locks_on_the_database_cache():
+    """PostgreSQL's database cache refuses keys over 255 characters: `add` then answers False forever."""
+    import warnings
+
+    from django.core.cache import caches
+    from django.core.cache.backends.base import CacheKeyWarning
+    from django.core.cache.backends.db import DatabaseCache
+
+    from calsync.errors import SyncError
+
+    assert isinstance(caches["default"], DatabaseCache)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheKeyWarning)  # a key too long for the cache is a failure here
+        with event_lock(LONG_EVENT_URI):
+            with pytest.raises(SyncError, match="another worker"):
+                with event_lock(LONG_EVENT_URI):
+                    pass
+        with event_lock(LONG_EVENT_URI):  # released, so free again
+            pass
+        with event_lock(LONG_EVENT_URI[:-1] + "F"):  # a different event is a different lock
+            pass

@@ -80,7 +80,8 @@ def test_typed_deal_id_is_checked_live_then_saved(
     page = client.post(review_url(review_item), {"choice": "other", "deal_id": "18734521"}).content.decode()
     assert "Kommo has deal 18734521" in page and "ClientCo — enterprise" in page and "Negotiation" in page
     assert KommoLink.objects.get().lead_id is None  # not saved yet
-    rsps.get(f"{BASE}/api/v4/leads/18734521", json=leads_body(18734521)["_embedded"]["leads"][0])
+    for _ in range(2):  # asked again when saving (the checked id comes from the browser), then by the sync
+        rsps.get(f"{BASE}/api/v4/leads/18734521", json=leads_body(18734521)["_embedded"]["leads"][0])
     expect_note(rsps, lead_id=18734521)
     expect_task(rsps)
     with django_capture_on_commit_callbacks(execute=True):
@@ -94,6 +95,37 @@ def test_unknown_typed_deal_is_refused_clearly(client, sales_ops, review_item, r
     page = client.post(review_url(review_item), {"choice": "other", "deal_id": "999"}).content.decode()
     assert "Kommo has no deal 999" in page
     assert KommoLink.objects.get().review_state == "open"
+
+
+def test_a_forged_checked_deal_id_is_asked_about_again_before_saving(client, sales_ops, review_item, rsps):
+    """A crafted POST claiming deal 5 was already checked used to save it without asking Kommo."""
+    rsps.get(f"{BASE}/api/v4/leads/5", status=204)  # Kommo has no deal 5
+    rsps.get(f"{BASE}/api/v4/leads/pipelines", json=kommo("pipelines.json"))
+    page = client.post(review_url(review_item), {"choice": "other", "deal_id": "5", "checked_deal_id": "5"})
+    assert page.status_code == 200 and "Kommo has no deal 5" in page.content.decode()
+    link = KommoLink.objects.get()
+    assert link.lead_id is None and link.review_state == "open"
+
+
+def test_a_forged_confirmation_is_refused_while_kommo_cannot_be_asked(
+    client, sales_ops, review_item, rsps, monkeypatch
+):
+    monkeypatch.setattr("crm.kommo.time.sleep", lambda seconds: None)  # the client's retry backoff
+    rsps.get(f"{BASE}/api/v4/leads/5", status=503)  # every time
+    rsps.get(f"{BASE}/api/v4/leads/pipelines", json=kommo("pipelines.json"))
+    page = client.post(review_url(review_item), {"choice": "other", "deal_id": "5", "checked_deal_id": "5"})
+    assert page.status_code == 200 and "Could not ask Kommo about deal 5" in page.content.decode()
+    assert KommoLink.objects.get().lead_id is None
+
+
+@pytest.mark.parametrize("deal_id", [str(2**63), str(10**30), "-5", "0"])
+def test_an_out_of_range_deal_id_is_a_form_error(client, sales_ops, review_item, rsps, deal_id):
+    rsps.get(f"{BASE}/api/v4/leads/pipelines", json=kommo("pipelines.json"))  # names for the page
+    page = client.post(review_url(review_item), {"choice": "other", "deal_id": deal_id, "checked_deal_id": deal_id})
+    assert page.status_code == 200
+    assert 'id="deal-id-error"' in page.content.decode()
+    link = KommoLink.objects.get()
+    assert link.lead_id is None and link.review_state == "open"
 
 
 def test_skip_decision(client, sales_ops, review_item, django_capture_on_commit_callbacks):

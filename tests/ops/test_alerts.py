@@ -112,3 +112,39 @@ def test_failing_again_after_a_replay_is_reported_again(fake_reconcilers):
     processing.replay(event, inline=True)  # fails again: attempts 2
     alerts.collect_alerts()
     assert Alert.objects.filter(reported_at__isnull=True).count() == 1
+
+
+def test_email_timeout_is_short_by_default():
+    """Without EMAIL_TIMEOUT, smtplib waits forever on a server that accepts and never answers."""
+    from calsync import settings as base
+
+    assert 0 < base.EMAIL_TIMEOUT <= 30
+
+
+def test_a_stuck_smtp_server_fails_the_send_instead_of_holding_the_worker(settings):
+    import socket
+    import threading
+
+    from django.core.mail import send_mail
+
+    stuck = socket.create_server(("127.0.0.1", 0))  # accepts connections, never sends the greeting
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", stuck.getsockname()[1]
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_TIMEOUT = 1
+    outcome: list[BaseException | str] = []
+
+    def send() -> None:
+        try:
+            send_mail("calsync alert", "body", "calsync@localhost", ["ops@example.com"])
+            outcome.append("sent")
+        except BaseException as exc:  # whatever it is, it must come back
+            outcome.append(exc)
+
+    sender = threading.Thread(target=send, daemon=True)
+    try:
+        sender.start()
+        sender.join(timeout=15)
+    finally:
+        stuck.close()
+    assert outcome and "timed out" in str(outcome[0])  # smtplib may wrap the TimeoutError

@@ -103,16 +103,55 @@ def test_metrics_are_read_from_the_database(fake_reconcilers, client, settings):
     assert m[("calsync_oldest_unprocessed_event_age_seconds", ())] >= 0
 
 
-def test_histogram_buckets_follow_the_durations(client):
+CLOCK = {}
+
+
+def three_second_reconciler(booking):
+    CLOCK["clock"].shift(timedelta(seconds=3))
+    return "took 3 s"
+
+
+def test_histogram_buckets_follow_the_durations(client, settings, test_clock):
+    CLOCK["clock"] = test_clock
+    settings.CALSYNC_RECONCILERS = [f"{__name__}.three_second_reconciler"]
     event = stored()
     processing.process_event(event.pk)
-    attempt = event.processing_attempts.get()
-    attempt.finished_at = attempt.started_at + timedelta(seconds=3)
-    attempt.save()
     m = scrape(client)
     assert m[("calsync_event_processing_seconds_bucket", (("le", "2.5"),))] == 0
     assert m[("calsync_event_processing_seconds_bucket", (("le", "5.0"),))] == 1
-    assert m[("calsync_event_processing_seconds_sum", ())] == pytest.approx(3.0)
+    assert m[("calsync_event_processing_seconds_sum", ())] == pytest.approx(3.0, abs=0.5)
+
+
+def test_counters_do_not_go_down_when_old_events_are_deleted(client):
+    event = stored()
+    processing.process_event(event.pk)
+    before = scrape(client)
+    WebhookEvent.objects.all().delete()
+    after = scrape(client)
+    for name, labels in [
+        ("calsync_webhook_events_received_total", (("kind", "invitee.created"), ("source", "webhook"))),
+        ("calsync_webhook_deliveries_total", (("kind", "invitee.created"),)),
+        ("calsync_event_processing_attempts_total", (("kind", "invitee.created"), ("outcome", "done"))),
+        ("calsync_event_processing_seconds_count", ()),
+    ]:
+        assert before[(name, labels)] == after[(name, labels)] == 1
+    assert ("calsync_webhook_events", (("kind", "invitee.created"), ("status", "done"))) not in after
+
+
+def test_a_redelivery_counts_as_a_delivery_not_an_event(client):
+    stored()
+    stored()
+    m = scrape(client)
+    assert m[("calsync_webhook_events_received_total", (("kind", "invitee.created"), ("source", "webhook")))] == 1
+    assert m[("calsync_webhook_deliveries_total", (("kind", "invitee.created"),))] == 2
+
+
+def test_a_scrape_runs_a_fixed_number_of_queries_whatever_the_table_size(client, django_assert_max_num_queries):
+    """No query per row and none that computes per-row durations: see bench/metrics_scrape.py for times."""
+    for name in ("calendly/invitee_created.json", "calendly/invitee_canceled.json"):
+        processing.process_event(stored(name).pk)
+    with django_assert_max_num_queries(10):
+        scrape(client)
 
 
 def test_metrics_token_is_required_when_set(client, settings):
@@ -136,3 +175,33 @@ def test_subscription_state_is_exported_after_a_check(client, rsps):
     mock_subscriptions(rsps, [subscription("disabled")])
     subscriptions.check(CalendlyClient.from_settings(), HOOK_URL)
     assert scrape(client)[("calsync_calendly_subscription_active", ())] == 0
+
+
+def deploy_check_ids() -> list[str]:
+    from django.core import checks
+
+    return [m.id for m in checks.run_checks(include_deployment_checks=True) if m.id.startswith("calsync.")]
+
+
+def test_check_deploy_warns_when_metrics_are_open_in_production(settings):
+    settings.DEBUG = False
+    settings.CALSYNC_METRICS_ENABLED = True
+    settings.CALSYNC_METRICS_TOKEN = ""
+    assert "calsync.W004" in deploy_check_ids()
+    settings.CALSYNC_METRICS_TOKEN = "scrape-secret-1"
+    assert "calsync.W004" not in deploy_check_ids()
+    settings.CALSYNC_METRICS_TOKEN = ""
+    settings.CALSYNC_METRICS_ENABLED = False
+    assert "calsync.W004" not in deploy_check_ids()
+
+
+def test_check_deploy_warning_goes_through_manage_py(settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.DEBUG = False
+    settings.CALSYNC_METRICS_TOKEN = ""
+    err = StringIO()
+    call_command("check", "--deploy", stdout=StringIO(), stderr=err)
+    assert "calsync.W004" in err.getvalue()

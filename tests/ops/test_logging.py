@@ -71,3 +71,87 @@ def test_a_short_configured_value_does_not_blank_letters(log_lines, settings):
     settings.SECRET_KEY = "x"  # a toy local key must not turn every "x" into [redacted]
     logging.getLogger("calsync.test").info("exact match")
     assert log_lines()[-1]["message"] == "exact match"
+
+
+# --- OAuth codes in request logs ------------------------------------------------------------------------
+
+OAUTH_CODE = "def50200a1b2c3d4e5f6-oauth-code"
+OAUTH_STATE = "st4te-9f8e7d6c5b4a"
+
+
+def test_the_oauth_callback_query_never_reaches_django_request_warnings(log_lines, client, settings):
+    """A refused callback logs a django.request warning whose `request` field quoted the whole query."""
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user("ops", "ops@acme-sales.example", "pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="connect_kommo"))
+    client.force_login(user)
+    query = {"code": OAUTH_CODE, "state": OAUTH_STATE, "referer": "acme.kommo.com"}
+    assert client.get("/admin/crm/kommoconnection/callback/", query).status_code == 400
+
+    lines = log_lines()
+    warning = next(line for line in lines if line["logger"] == "django.request")
+    assert warning["level"] == "WARNING" and "callback" in warning["request"]
+    text = json.dumps(lines)
+    assert OAUTH_CODE not in text and OAUTH_STATE not in text
+    assert "code=[redacted]" in warning["request"]
+
+
+def gunicorn_logger(monkeypatch, log_format: str):
+    from gunicorn.config import Config
+
+    from calsync.gunicorn_logging import GunicornLogger
+
+    monkeypatch.setenv("CALSYNC_LOG_FORMAT", log_format)
+    cfg = Config()
+    cfg.set("accesslog", "-")
+    cfg.set("errorlog", "-")
+    logger = GunicornLogger(cfg)
+    buffer = io.StringIO()
+    for log in (logger.access_log, logger.error_log):
+        for handler in log.handlers:
+            handler.setStream(buffer)
+    return logger, buffer
+
+
+def test_gunicorn_access_lines_mask_oauth_values_and_are_json(monkeypatch):
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    logger, buffer = gunicorn_logger(monkeypatch, "json")
+    path, query = "/admin/crm/kommoconnection/callback/", f"code={OAUTH_CODE}&state={OAUTH_STATE}&referer=acme"
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": f"{path}?{query}",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "203.0.113.9",
+        "HTTP_REFERER": f"https://calsync.example.com{path}?{query}",
+    }
+    resp = SimpleNamespace(status="302 Found", sent=0, headers=[("Location", "/admin/crm/kommoconnection/")])
+    req = SimpleNamespace(headers=[("REFERER", environ["HTTP_REFERER"])])
+    logger.access(resp, req, environ, timedelta(milliseconds=12))
+    logger.info("Booting worker with pid: %s", 4242)
+
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert len(lines) == 2  # both gunicorn loggers write JSON, like calsync's own lines
+    access, booting = lines
+    assert access["logger"] == "gunicorn.access" and f"GET {path}?code=" in access["message"]
+    assert booting["logger"] == "gunicorn.error" and booting["message"] == "Booting worker with pid: 4242"
+    assert OAUTH_CODE not in buffer.getvalue() and OAUTH_STATE not in buffer.getvalue()
+    assert "code=[redacted]&state=[redacted]" in access["message"]
+
+
+def test_gunicorn_lines_stay_plain_when_asked(monkeypatch):
+    logger, buffer = gunicorn_logger(monkeypatch, "plain")
+    logger.info("Listening at: %s", "http://127.0.0.1:8000")
+    assert buffer.getvalue().strip().endswith("[INFO] Listening at: http://127.0.0.1:8000")
+
+
+def test_gunicorn_conf_uses_calsync_logger():
+    import runpy
+    from pathlib import Path
+
+    conf = runpy.run_path(str(Path(__file__).resolve().parents[2] / "gunicorn.conf.py"))
+    assert conf["logger_class"] == "calsync.gunicorn_logging.GunicornLogger"

@@ -8,7 +8,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from bookings import processing
-from bookings.models import WebhookEvent
+from bookings.models import Booking, ProcessingAttempt, WebhookEvent
+from bookings.retention import delete_old_events
 from bookings.tasks import redact_old_events
 from bookings.webhooks import store_delivery
 from tests.bookings.fake_reconcilers import FIRST
@@ -99,3 +100,56 @@ def test_a_redelivery_of_a_redacted_event_is_still_recognised(events, post_deliv
     redact_old_events()
     response = post_delivery(load_fixture("calendly/invitee_created.json"))
     assert response.status_code == 200 and response.json()["duplicate"] is True
+
+
+# --- deletion after CALSYNC_EVENT_DELETE_DAYS ---------------------------------------------------------
+
+
+@pytest.fixture
+def finished_and_failed(fake_reconcilers, settings):
+    settings.CALSYNC_RETENTION_DAYS = 180
+    settings.CALSYNC_EVENT_DELETE_DAYS = 400
+    settings.CALSYNC_RECONCILERS = [FIRST]
+    settings.CALSYNC_RETRY_BACKOFF = []
+    done = store_delivery(load_fixture("calendly/invitee_created.json")).data["id"]
+    processing.process_event(done)
+    fake_reconcilers.fail["first"] = RuntimeError("kommo down")
+    failed = store_delivery(load_fixture("calendly/invitee_canceled.json")).data["id"]
+    processing.process_event(failed)
+    fake_reconcilers.fail.clear()
+    return {"done": done, "failed": failed}
+
+
+def test_finished_events_are_deleted_once_older_than_the_deletion_age(finished_and_failed, test_clock):
+    done = WebhookEvent.objects.get(pk=finished_and_failed["done"])
+    booking_id = done.booking_id
+
+    test_clock.shift(timedelta(days=399))
+    assert redact_old_events() == (
+        f"redacted 1 finished event(s) older than {timezone.now() - timedelta(days=180):%Y-%m-%d %H:%M} UTC; "
+        f"deleted 0 finished event(s) older than {timezone.now() - timedelta(days=400):%Y-%m-%d %H:%M} UTC"
+    )
+    assert WebhookEvent.objects.filter(pk=done.pk).exists()
+
+    test_clock.shift(timedelta(days=2))
+    assert "deleted 1 finished event(s)" in redact_old_events()
+    assert not WebhookEvent.objects.filter(pk=done.pk).exists()
+    assert not ProcessingAttempt.objects.filter(event_id=done.pk).exists()
+    # A failed event still needs a human; the booking is the CRM's working record.
+    assert WebhookEvent.objects.filter(pk=finished_and_failed["failed"]).exists()
+    assert Booking.objects.filter(pk=booking_id).exists()
+
+
+def test_deletion_dry_run_and_switch_off(finished_and_failed, test_clock, settings):
+    test_clock.shift(timedelta(days=500))
+    out = StringIO()
+    call_command("calendly_retention", "--dry-run", stdout=out)
+    assert "would delete 1 finished event(s)" in out.getvalue()
+    assert WebhookEvent.objects.count() == 2
+
+    settings.CALSYNC_EVENT_DELETE_DAYS = 0
+    assert delete_old_events().deleted == 0 and WebhookEvent.objects.count() == 2
+    out = StringIO()
+    call_command("calendly_retention", "--delete-days", "450", stdout=out)
+    assert "deleted 1 finished event(s)" in out.getvalue()
+    assert list(WebhookEvent.objects.values_list("pk", flat=True)) == [finished_and_failed["failed"]]

@@ -125,3 +125,36 @@ def test_run_emulators_as_a_process_writes_a_sourceable_env_file(tmp_path):
         process.terminate()
         assert process.wait(timeout=10) == 0
         process.stdout.close()
+
+
+@pytest.mark.parametrize(
+    "real",
+    [
+        {"KOMMO_BASE_URL": "https://acme.kommo.com", "KOMMO_ACCESS_TOKEN": "a-long-lived-token"},
+        {"ZOOM_ACCOUNT_ID": "acc", "ZOOM_CLIENT_ID": "cid", "ZOOM_API_URL": "https://api.zoom.us/v2"},
+    ],
+)
+def test_send_test_booking_refuses_a_production_configuration(webhook_url, settings, capsys, real):
+    """Signed with the real key, sample bookings would become real Kommo leads and Zoom meetings."""
+    for name, value in real.items():
+        setattr(settings, name, value)
+    with pytest.raises(CommandError, match=r"refusing to send test bookings.*--really"):
+        call_command("send_test_booking", "--url", webhook_url)
+    assert not WebhookEvent.objects.exists()
+
+
+def test_send_test_booking_refuses_a_remote_webhook(settings):
+    with pytest.raises(CommandError, match=r"the webhook at https://calsync\.example\.com"):
+        call_command("send_test_booking", "--url", "https://calsync.example.com/webhooks/calendly/")
+
+
+def test_send_test_booking_sends_to_the_emulators_and_with_really(webhook_url, settings, capsys):
+    settings.KOMMO_BASE_URL, settings.KOMMO_ACCESS_TOKEN = "http://127.0.0.1:9/", "token"
+    settings.ZOOM_ACCOUNT_ID, settings.ZOOM_CLIENT_ID = "acc", "cid"
+    settings.ZOOM_API_URL, settings.ZOOM_OAUTH_URL = "http://127.0.0.1:9/v2", "http://localhost:9/oauth/token"
+    call_command("send_test_booking", "--url", webhook_url)
+    assert WebhookEvent.objects.count() == 1
+
+    settings.KOMMO_BASE_URL = "https://acme.kommo.com"
+    call_command("send_test_booking", "--url", webhook_url, "--really")
+    assert WebhookEvent.objects.count() == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate as django_authenticate
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
@@ -15,6 +15,13 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def sandbox_on(settings):
     settings.CALSYNC_SANDBOX = True
+
+
+def authenticate(**credentials):
+    """As the admin login form does: with a request (login throttling refuses to work without one)."""
+    from django.test import RequestFactory
+
+    return django_authenticate(RequestFactory().post("/admin/login/"), **credentials)
 
 
 def printed_password(output: str) -> str:

@@ -10,6 +10,10 @@ manage.py send_test_booking --count 3 --duplicate --shuffle --email someone@exam
 It remembers the bookings it sent last (var/test_bookings.json); ``--reschedule`` and ``--cancel`` act on
 them, or first make new ones when there are none (or with ``--new``). Like Calendly, it sends a move or a
 cancellation only once calsync has processed the step before; a reschedule's two halves come together.
+
+It refuses when this calsync is configured for a real Kommo or Zoom account, or the webhook URL is not
+on this machine (sandbox/targets.py): the bookings would become real leads and meetings. `--really`
+sends anyway.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from sandbox import booking_memory as memory
 from sandbox import calendly_sender as cs
 from sandbox import demo
+from sandbox.targets import real_targets
 
 MEMORY_FILE = Path(settings.BASE_DIR) / "var" / "test_bookings.json"
 
@@ -75,6 +80,11 @@ class Command(BaseCommand):
         parser.add_argument("--delay", type=float, default=0.0, help="seconds between deliveries")
         parser.add_argument("--seed", type=int, help="RNG seed for URIs and order (reproducible runs)")
         parser.add_argument("--key", help="signing key (default: the first CALENDLY_SIGNING_KEY)")
+        parser.add_argument(
+            "--really",
+            action="store_true",
+            help="send even though Kommo, Zoom or the webhook are not the local emulators (real data!)",
+        )
 
     def handle(self, *args, **options) -> None:
         key = options["key"] or next(iter(settings.CALENDLY_SIGNING_KEYS), "")
@@ -82,6 +92,13 @@ class Command(BaseCommand):
             raise CommandError("no signing key: set CALENDLY_SIGNING_KEY (scripts/run.sh writes one to .env) or --key")
         if options["count"] < 1:
             raise CommandError("--count must be at least 1")
+        real = real_targets(options["url"])
+        if real and not options["really"]:
+            raise CommandError(
+                "refusing to send test bookings: this calsync would act on real accounts ("
+                + "; ".join(real)
+                + "). Point it at the sandbox emulators (manage.py run_emulators), or add --really."
+            )
         rng = random.Random(options["seed"])  # noqa: S311 - sample traffic
         start = datetime.fromisoformat(options["start"]) if options["start"] else None
         if start is not None and start.tzinfo is None:
