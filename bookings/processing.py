@@ -341,7 +341,7 @@ def replay(
         detail = event.last_error if status in (Status.FAILED, Status.IGNORED) else "processed again"
         return ReplayResult(event.pk, str(status), detail or str(status))
     if enqueue is None:
-        from bookings.tasks import enqueue_processing as enqueue
+        from bookings.queue import enqueue_processing as enqueue
     enqueue(event.pk, "replay")
     return ReplayResult(event.pk, "queued", "queued for processing")
 

@@ -4,7 +4,7 @@ For every event starting in a window (the API filters on start time only:
 https://developer.calendly.com/api-docs/calendly-api/scheduled-events/list-scheduled-events) and
 every invitee whose state differs from our booking (missing, or cancelled there but live here), build a
 delivery shaped exactly like Calendly's webhook (envelope + invitee + embedded `scheduled_event`) and
-store it through `store_delivery(source=reconciliation)`. It then follows the same pipeline as a real
+store it through `intake.store_delivery(source=reconciliation)`. It then follows the same pipeline as a real
 webhook, and the (kind, invitee URI) key de-duplicates it against one that arrives late.
 
 Cheap when nothing is missing: an event whose `invitees_counter` matches our bookings for it needs no
@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 from django.utils import timezone
 
+from bookings import intake
 from bookings.calendly import (
     CALENDLY_CONFERENCE_TYPES,
     CONFERENCE_FAILED,
@@ -40,7 +41,6 @@ from bookings.calendly_api import CalendlyClient, CalendlyNotFound
 from bookings.models import Booking, WebhookEvent
 from bookings.processing import replay
 from bookings.subscriptions import find_owner
-from bookings.webhooks import store_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +181,9 @@ class Reconciler:
             if self.dry_run:
                 report.stored.append((kind, uri, None))
                 continue
-            response = store_delivery(delivery_body(kind, invitee, event, self.created_by), source=_SOURCE)
-            report.stored.append((kind, uri, response.data.get("id")))
-            logger.info("reconciliation stored missed %s as event %s", kind, response.data.get("id"))
+            result = intake.store_delivery(delivery_body(kind, invitee, event, self.created_by), source=_SOURCE)
+            report.stored.append((kind, uri, result.event.pk))
+            logger.info("reconciliation stored missed %s as event %s", kind, result.event.pk)
 
     # --- conference links still being made ----------------------------------------------------------
 

@@ -17,8 +17,8 @@ from django.core.cache import cache
 from responses import matchers
 
 from bookings import processing
+from bookings.intake import store_delivery
 from bookings.models import Booking, WebhookEvent
-from bookings.webhooks import store_delivery
 from conferencing.models import ZoomMeeting
 from conferencing.sync import event_lock, reconcile
 from conferencing.zoom import CachedToken, CacheTokenStore
@@ -60,8 +60,8 @@ def zoom_settings_key() -> str:
 
 def deliver(data: dict | str) -> WebhookEvent:
     raw = load_json(data) if isinstance(data, str) else data
-    response = store_delivery(to_body(raw))
-    event = WebhookEvent.objects.get(pk=response.data["id"])
+    result = store_delivery(to_body(raw))
+    event = WebhookEvent.objects.get(pk=result.event.pk)
     processing.process_event(event.pk)
     event.refresh_from_db()
     return event

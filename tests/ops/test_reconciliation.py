@@ -12,10 +12,10 @@ from django.core.management.base import CommandError
 
 from bookings import processing
 from bookings.calendly_api import CalendlyClient
+from bookings.intake import store_delivery
 from bookings.models import Booking, WebhookEvent
 from bookings.reconciliation import reconcile_window
 from bookings.tasks import RECONCILE_LOCK, reconcile_recent_bookings
-from bookings.webhooks import store_delivery
 from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import load_fixture, load_json, to_body, variant
 from tests.ops import recording_reconciler
@@ -43,8 +43,8 @@ def run(django_capture_on_commit_callbacks):
 
 def booked(fixture=CREATED, data=None) -> Booking:
     """A booking calsync already has: the webhook arrived and was processed."""
-    response = store_delivery(to_body(data) if data is not None else load_fixture(fixture))
-    processing.process_event(response.data["id"])
+    result = store_delivery(to_body(data) if data is not None else load_fixture(fixture))
+    processing.process_event(result.event.pk)
     return Booking.objects.get(invitee_uri=(data or load_json(fixture))["payload"]["uri"])
 
 
@@ -162,8 +162,8 @@ def test_an_invitee_already_in_the_pipeline_is_not_stored_again(fake_reconcilers
     from calsync.errors import SyncError
 
     fake_reconcilers.fail["first"] = SyncError("kommo down")
-    response = store_delivery(load_fixture(CREATED))
-    processing.process_event(response.data["id"])  # failed, retry pending
+    result = store_delivery(load_fixture(CREATED))
+    processing.process_event(result.event.pk)  # failed, retry pending
     fake_reconcilers.fail.clear()
     # Its booking exists but the invitee is now cancelled and that webhook is already stored.
     cancel = store_delivery(load_fixture(CANCELED))
@@ -176,8 +176,8 @@ def test_an_invitee_already_in_the_pipeline_is_not_stored_again(fake_reconcilers
     report = run()
 
     assert report.stored == []
-    assert report.already_stored == [("invitee.canceled", invitee["uri"], cancel.data["id"])]
-    assert WebhookEvent.objects.get(pk=cancel.data["id"]).deliveries == 1  # not counted as a redelivery
+    assert report.already_stored == [("invitee.canceled", invitee["uri"], cancel.event.pk)]
+    assert WebhookEvent.objects.get(pk=cancel.event.pk).deliveries == 1  # not counted as a redelivery
 
 
 def test_dry_run_reports_and_stores_nothing(rsps, run):
