@@ -156,10 +156,6 @@ class CalendlyDelivery:
     scheduled_event: ScheduledEvent | None = None
     payload_uri: str | None = None
 
-    @property
-    def is_invitee_kind(self) -> bool:
-        return self.invitee is not None
-
 
 # --- small typed readers ----------------------------------------------------------------------------
 

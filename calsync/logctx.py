@@ -33,10 +33,6 @@ def bind(**fields: Any) -> None:
     _context.set({**(_context.get() or {}), **fields})
 
 
-def current_context() -> dict[str, Any]:
-    return dict(_context.get() or {})
-
-
 class ContextFilter(logging.Filter):
     """Copies the bound fields onto the record (JSON keys), plus `log_context` text for the plain format."""
 

@@ -92,8 +92,3 @@ def skip(booking: Booking, user) -> KommoLink:
     link.save()
     Booking.objects.filter(pk=booking.pk).update(crm_status=Booking.CrmStatus.SKIPPED)
     return link
-
-
-def forget_assignment(rule: RememberedDeal) -> None:
-    """Undo a remembered assignment: later bookings are matched normally again."""
-    RememberedDeal.objects.filter(pk=rule.pk).update(active=False)
