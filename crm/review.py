@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bookings.models import Booking
-from crm.links import link_for
+from crm.links import link_for, set_crm_status
 from crm.models import KommoLink, RememberedDeal, marker_token
 
 
@@ -58,7 +58,7 @@ def assign_deal(booking: Booking, lead_id: int, user, *, remember: bool = True) 
     link.match_reason = f"assigned by {user or 'staff'}"
     _decided(link, KommoLink.Decision.ASSIGN, user)
     link.save()
-    Booking.objects.filter(pk=booking.pk).update(crm_status=Booking.CrmStatus.PENDING)
+    set_crm_status(booking, Booking.CrmStatus.PENDING)
     if remember:
         RememberedDeal.objects.update_or_create(
             email=booking.invitee_email.strip().lower(),
@@ -79,7 +79,7 @@ def create_inbound_lead_for(booking: Booking, user) -> KommoLink:
     link.pending_writes.pop("inbound_lead", None)
     _decided(link, KommoLink.Decision.INBOUND_LEAD, user)
     link.save()
-    Booking.objects.filter(pk=booking.pk).update(crm_status=Booking.CrmStatus.PENDING)
+    set_crm_status(booking, Booking.CrmStatus.PENDING)
     return link
 
 
@@ -90,5 +90,5 @@ def skip(booking: Booking, user) -> KommoLink:
     link.match_reason = f"skipped by {user or 'staff'}"
     _decided(link, KommoLink.Decision.SKIP, user)
     link.save()
-    Booking.objects.filter(pk=booking.pk).update(crm_status=Booking.CrmStatus.SKIPPED)
+    set_crm_status(booking, Booking.CrmStatus.SKIPPED)
     return link
