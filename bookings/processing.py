@@ -37,8 +37,7 @@ ERROR_LIMIT = 2000
 
 
 def _secrets() -> list[str]:
-    names = ("KOMMO_ACCESS_TOKEN", "KOMMO_CLIENT_SECRET", "ZOOM_CLIENT_SECRET", "CALENDLY_API_TOKEN")
-    return [*settings.CALENDLY_SIGNING_KEYS, *(getattr(settings, n, "") for n in names)]
+    return [*settings.CALENDLY_SIGNING_KEYS, *(getattr(settings, n, "") for n in settings.CALSYNC_SECRET_SETTINGS)]
 
 
 def _short_error(exc: BaseException) -> str:

@@ -100,10 +100,7 @@ def _configured_secrets() -> list[str]:
         from django.conf import settings
 
         names = (
-            "CALENDLY_API_TOKEN",
-            "KOMMO_ACCESS_TOKEN",
-            "KOMMO_CLIENT_SECRET",
-            "ZOOM_CLIENT_SECRET",
+            *getattr(settings, "CALSYNC_SECRET_SETTINGS", []),
             "CALSYNC_METRICS_TOKEN",
             "SECRET_KEY",
             "EMAIL_HOST_PASSWORD",

@@ -176,10 +176,14 @@ CALENDLY_SIGNATURE_TOLERANCE = env.int("CALENDLY_SIGNATURE_TOLERANCE", default=1
 CALENDLY_MAX_BODY_BYTES = env.int("CALENDLY_MAX_BODY_BYTES", default=1024 * 1024)
 CALENDLY_API_TOKEN = env.str("CALENDLY_API_TOKEN", default="")
 CALENDLY_API_URL = env.str("CALENDLY_API_URL", default="https://api.calendly.com")
+# Settings whose values never appear in a stored error or a log line (each service's block adds its
+# own; the Calendly signing keys are redacted as well).
+CALSYNC_SECRET_SETTINGS = ["CALENDLY_API_TOKEN"]
 
 # --- Kommo ----------------------------------------------------------------------------------------
 KOMMO_BASE_URL = env.str("KOMMO_BASE_URL", default="")
 KOMMO_ACCESS_TOKEN = env.str("KOMMO_ACCESS_TOKEN", default="")
+CALSYNC_SECRET_SETTINGS += ["KOMMO_ACCESS_TOKEN", "KOMMO_CLIENT_SECRET"]
 KOMMO_MAX_RPS = env.float("KOMMO_MAX_RPS", default=7.0)
 # --- crm: Kommo sync settings; documented in docs/crm.md -----------------------------------------
 # Headroom under KOMMO_MAX_RPS for timing jitter between taking a slot and Kommo counting the request.
@@ -219,6 +223,7 @@ KOMMO_OAUTH_REFRESH_MARGIN = env.int("KOMMO_OAUTH_REFRESH_MARGIN", default=600)
 ZOOM_ACCOUNT_ID = env.str("ZOOM_ACCOUNT_ID", default="")
 ZOOM_CLIENT_ID = env.str("ZOOM_CLIENT_ID", default="")
 ZOOM_CLIENT_SECRET = env.str("ZOOM_CLIENT_SECRET", default="")
+CALSYNC_SECRET_SETTINGS += ["ZOOM_CLIENT_SECRET"]
 ZOOM_API_URL = env.str("ZOOM_API_URL", default="https://api.zoom.us/v2")
 ZOOM_OAUTH_URL = env.str("ZOOM_OAUTH_URL", default="https://zoom.us/oauth/token")
 ZOOM_DEFAULT_USER = env.str("ZOOM_DEFAULT_USER", default="me")
