@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "bookings",
     "conferencing",
     "crm",
+    # Health and readiness probes, /metrics, the alert digest.
+    "ops",
     # Local Kommo/Zoom emulators and the newcomer sandbox commands (send_test_booking, run_emulators).
     "sandbox",
     # Admin login throttling (see "Login throttling" below).
@@ -49,7 +51,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "calsync.health.HealthCheckMiddleware",
+    "ops.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -12,13 +12,13 @@ from bookings.admin import booking_timeline
 from bookings.models import Booking, SyncDrift
 from bookings.processing import resync
 from bookings.verification import live_bookings, verify
-from calsync.alerts import send_alert_digest
-from calsync.metrics import render_metrics
 from calsync.models import Alert
 from crm.kommo import KommoClient
 from crm.models import KommoLink, RateLimitState
 from crm.ratelimit import SharedRateLimiter
 from crm.verify import LowPriorityLimiter, VerificationYielded, check
+from ops.alerts import send_alert_digest
+from ops.metrics import render_metrics
 from tests.crm.conftest import kommo, sent
 from tests.crm.test_sync import START, TASKS, book_lucia, expect_note, expect_task, methods
 

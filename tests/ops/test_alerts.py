@@ -9,9 +9,9 @@ from django.utils import timezone
 from bookings import processing
 from bookings.intake import store_delivery
 from bookings.models import Booking, WebhookEvent
-from calsync import alerts
 from calsync.models import Alert
-from calsync.tasks import send_alert_digest
+from ops import alerts
+from ops.tasks import send_alert_digest
 from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import load_fixture
 

@@ -53,7 +53,7 @@ def test_readyz_503_when_the_queue_lags(client):
 
 
 def test_readyz_503_when_the_database_is_unreachable(client):
-    with mock.patch("calsync.health.connection.cursor", side_effect=OperationalError("could not connect to server")):
+    with mock.patch("ops.health.connection.cursor", side_effect=OperationalError("could not connect to server")):
         response = client.get("/readyz", HTTP_HOST="10.0.0.7")
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "database": False}

@@ -147,7 +147,7 @@ def test_watch_schedules_exist():
         "bookings.tasks.watch_calendly_subscription",
         "bookings.tasks.reconcile_recent_bookings",
         "bookings.tasks.redact_old_events",
-        "calsync.tasks.send_alert_digest",
+        "ops.tasks.send_alert_digest",
     } <= funcs
 
 
