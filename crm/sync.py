@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from bookings.models import Booking
 from crm import notes
+from crm.client import kommo_client
 from crm.kommo import KommoClient, KommoUncertainWrite, contact_lead_ids
 from crm.links import CrmSettings, link_for, set_crm_status
 from crm.matching import (
@@ -41,7 +42,7 @@ LINK_STATE_FIELDS = ["pending_writes", "note_ids", "task_id", "task_state", "joi
 
 
 def default_client() -> KommoClient:
-    return KommoClient.from_settings()
+    return kommo_client()
 
 
 def is_configured() -> bool:

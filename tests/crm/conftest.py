@@ -11,7 +11,8 @@ from django.core.cache import cache
 from bookings import processing
 from bookings.intake import store_delivery
 from bookings.models import Booking, WebhookEvent
-from crm.kommo import KommoClient, users_cache_key
+from crm.client import kommo_client
+from crm.kommo import users_cache_key
 from tests.conftest import load_fixture, load_json, to_body
 
 BASE = "https://acme.kommo.com"
@@ -35,7 +36,7 @@ def kommo_settings(settings):
 def sleeps(monkeypatch):
     """Every client the pipeline builds sleeps into this list instead of really sleeping."""
     recorded: list[float] = []
-    monkeypatch.setattr("crm.sync.default_client", lambda: KommoClient.from_settings(sleep=recorded.append))
+    monkeypatch.setattr("crm.sync.default_client", lambda: kommo_client(sleep=recorded.append))
     return recorded
 
 
