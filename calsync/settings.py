@@ -240,6 +240,9 @@ ZOOM_MUTE_UPON_ENTRY = env.bool("ZOOM_MUTE_UPON_ENTRY", default=True)
 ZOOM_AUTO_RECORDING = env.str("ZOOM_AUTO_RECORDING", default="none")  # none | local | cloud
 # How long "is this Calendly host a user of our Zoom account?" is remembered (shared cache).
 ZOOM_USER_CACHE_SECONDS = env.int("ZOOM_USER_CACHE_SECONDS", default=6 * 3600)
+# Whether calsync makes the meetings' conference links (the Kommo note says whether a link follows):
+# a dotted path to a function of no arguments, so that crm need not import conferencing.
+CALSYNC_CONFERENCE_CONFIGURED = "conferencing.sync.zoom_configured"
 # --- end Zoom meetings block ---
 
 # --- Processing pipeline --------------------------------------------------------------------------
