@@ -16,7 +16,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from bookings.models import Booking, ProcessingAttempt, WebhookEvent
-from bookings.processing import replay, resync
+from bookings.processing import replay
+from bookings.verification import resync
 from calsync.admin_mixins import ReadOnlyAdminMixin, ReplayPermissionMixin, web_link
 
 STATUS_COLOURS = {

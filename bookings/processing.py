@@ -353,19 +353,3 @@ def latest_event_for(booking: Booking) -> WebhookEvent | None:
         .order_by("-received_at", "-pk")
         .first()
     )
-
-
-def resync(booking: Booking, *, inline: bool = False) -> ReplayResult | None:
-    """Sync one booking again: replay its newest event, which re-applies it and runs every reconciler.
-
-    A live booking is first checked against what is in Kommo and Zoom now (bookings.verification):
-    a task or meeting deleted by hand is made again, one changed by hand is recorded and raised.
-    """
-    event = latest_event_for(booking)
-    if event is None:
-        return None
-    if booking.is_live:
-        from bookings.verification import verify
-
-        verify([booking], source="resync")
-    return replay(event, inline=inline)

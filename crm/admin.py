@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from bookings.processing import resync
+from bookings.verification import resync
 from calsync.admin_mixins import ReadOnlyAdminMixin
 from calsync.errors import SyncError
 from crm import review
