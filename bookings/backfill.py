@@ -52,7 +52,7 @@ IN_FLIGHT = Q(status__in=[WebhookEvent.Status.RECEIVED, WebhookEvent.Status.PROC
 
 
 @dataclass
-class ReconcileReport:
+class BackfillReport:
     since: datetime
     until: datetime
     dry_run: bool = False
@@ -114,7 +114,7 @@ def event_in_sync(event: dict, bookings: list[Booking]) -> bool:
     return live == 0 if event.get("status") == "canceled" else live == active
 
 
-class Reconciler:
+class Backfill:
     def __init__(
         self,
         client: CalendlyClient,
@@ -129,8 +129,8 @@ class Reconciler:
         self.enqueue = enqueue
         self.known_events: dict[str, dict] = {}
 
-    def run(self, since: datetime, until: datetime) -> ReconcileReport:
-        report = ReconcileReport(since=since, until=until, dry_run=self.dry_run)
+    def run(self, since: datetime, until: datetime) -> BackfillReport:
+        report = BackfillReport(since=since, until=until, dry_run=self.dry_run)
         owner = find_owner(self.client)
         self.created_by = owner.user
         filters = {"organization": owner.organization} if owner.scope == "organization" else {"user": owner.user}
@@ -149,7 +149,7 @@ class Reconciler:
         logger.info("calendly reconciliation: %s", report.summary())
         return report
 
-    def _check_events(self, events: list[dict], report: ReconcileReport) -> None:
+    def _check_events(self, events: list[dict], report: BackfillReport) -> None:
         if not events:
             return
         ours: dict[str, list[Booking]] = {}
@@ -167,7 +167,7 @@ class Reconciler:
                 if _waiting_for_link(booking, self.now):
                     self._refresh_link(booking, event, report)
 
-    def _check_invitees(self, event: dict, bookings: dict[str, Booking], report: ReconcileReport) -> None:
+    def _check_invitees(self, event: dict, bookings: dict[str, Booking], report: BackfillReport) -> None:
         for invitee in self.client.list_event_invitees(event["uri"]):
             report.invitees_checked += 1
             uri = invitee.get("uri") or ""
@@ -187,7 +187,7 @@ class Reconciler:
 
     # --- conference links still being made ----------------------------------------------------------
 
-    def refresh_pending_links(self, report: ReconcileReport) -> None:
+    def refresh_pending_links(self, report: BackfillReport) -> None:
         """Bookings outside the window (or not listed) still waiting for Calendly's conference link."""
         pending = waiting_for_link(self.now).exclude(event_uri__in=list(self.known_events))
         for booking in pending.order_by("start_at")[:MAX_LINK_LOOKUPS]:
@@ -199,7 +199,7 @@ class Reconciler:
             self.known_events[booking.event_uri] = event
             self._refresh_link(booking, event, report)
 
-    def _refresh_link(self, booking: Booking, event: dict, report: ReconcileReport) -> None:
+    def _refresh_link(self, booking: Booking, event: dict, report: BackfillReport) -> None:
         if refresh_conference_link(booking, event, dry_run=self.dry_run, now=self.now, enqueue=self.enqueue):
             report.links_refreshed.append(booking.pk)
 
@@ -275,7 +275,7 @@ def refresh_conference_link(
     return True
 
 
-def reconcile_window(
+def backfill_window(
     client: CalendlyClient,
     since: datetime,
     until: datetime,
@@ -283,8 +283,8 @@ def reconcile_window(
     dry_run: bool = False,
     now: datetime | None = None,
     enqueue: Callable[[int, str], None] | None = None,
-) -> ReconcileReport:
-    return Reconciler(client, dry_run=dry_run, now=now, enqueue=enqueue).run(since, until)
+) -> BackfillReport:
+    return Backfill(client, dry_run=dry_run, now=now, enqueue=enqueue).run(since, until)
 
 
 def rolling_window(now: datetime, past_hours: float, future_days: float) -> tuple[datetime, datetime]:
