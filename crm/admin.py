@@ -16,7 +16,7 @@ from bookings.verification import resync
 from calsync.admin_mixins import ReadOnlyAdminMixin
 from calsync.errors import SyncError
 from crm import review
-from crm.directory import check_deal, deal_url, describe_deals
+from crm.deal_names import check_deal, deal_url, describe_deals
 from crm.forms import INBOUND_LEAD, OTHER, SKIP, ReviewDecisionForm
 from crm.models import KommoLink, RememberedDeal, ReviewItem
 

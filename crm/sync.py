@@ -21,9 +21,9 @@ from django.utils import timezone
 
 from bookings.models import Booking
 from crm import notes
+from crm.booking_crm import CrmSettings, link_for, set_crm_status
 from crm.client import kommo_client
 from crm.kommo import KommoClient, KommoUncertainWrite, contact_lead_ids
-from crm.links import CrmSettings, link_for, set_crm_status
 from crm.matching import (
     INBOUND_LEAD,
     REVIEW,
