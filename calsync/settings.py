@@ -44,11 +44,17 @@ INSTALLED_APPS = [
     "crm",
     # Health and readiness probes, /metrics, the alert digest.
     "ops",
-    # Local Kommo/Zoom emulators and the newcomer sandbox commands (send_test_booking, run_emulators).
-    "sandbox",
     # Admin login throttling (see "Login throttling" below).
     "axes",
 ]
+# --- Sandbox (local Kommo/Zoom emulators) -----------------------------------------------------------
+# True when calsync runs against the emulators (`manage.py run_emulators`; scripts/run.sh sets it), so
+# the admin says so loudly.
+CALSYNC_SANDBOX = env.bool("CALSYNC_SANDBOX", default=False)
+if CALSYNC_SANDBOX or DEBUG:
+    # The emulators and the newcomer commands (run_emulators, send_test_booking, sandbox_admin): only
+    # where wanted, never in a production process.
+    INSTALLED_APPS.append("sandbox")
 
 MIDDLEWARE = [
     "ops.health.HealthCheckMiddleware",
@@ -371,6 +377,4 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="calsync@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="")
 
-# --- Sandbox (local Kommo/Zoom emulators) -----------------------------------------------------------
-# True when calsync runs against the emulators (`manage.py run_emulators`), so the admin says so loudly.
-CALSYNC_SANDBOX = env.bool("CALSYNC_SANDBOX", default=False)
+# CALSYNC_SANDBOX (whether the sandbox app is installed) is read next to INSTALLED_APPS above.
