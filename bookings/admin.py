@@ -15,9 +15,11 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from bookings.admin_extensions import booking_column, booking_columns
 from bookings.models import Booking, ProcessingAttempt, WebhookEvent
-from bookings.processing import replay, resync
-from calsync.admin_mixins import ReadOnlyAdminMixin, ReplayPermissionMixin, web_link
+from bookings.processing import replay
+from bookings.verification import resync
+from calsync.admin_mixins import ReadOnlyAdminMixin, ReplayPermissionMixin
 
 STATUS_COLOURS = {
     "done": "#2e7d32",
@@ -199,6 +201,13 @@ def booking_timeline(booking: Booking) -> list[tuple]:
     return sorted(lines, key=lambda line: line[0])
 
 
+EXTENSION_COLUMNS = "(other apps' columns)"  # where the registered columns go in a fieldset
+
+
+def _expand(fields: tuple, names: tuple[str, ...]) -> tuple:
+    return tuple(name for field in fields for name in (names if field == EXTENSION_COLUMNS else (field,)))
+
+
 class LinkProblemFilter(admin.SimpleListFilter):
     title = "reschedule link problem"
     parameter_name = "link_problem"
@@ -216,15 +225,15 @@ class LinkProblemFilter(admin.SimpleListFilter):
 
 @admin.register(Booking)
 class BookingAdmin(ReadOnlyAdminMixin, ReplayPermissionMixin, admin.ModelAdmin):
+    # Other apps' columns (the Kommo deal, the Zoom meeting) follow, from bookings.admin_extensions.
     list_display = ("start_at", "invitee_name", "invitee_email", "event_type_name", "host_email", "coloured_status",
-                    "crm_status", "deal", "zoom")  # fmt: skip
+                    "crm_status")  # fmt: skip
     list_filter = ("status", "crm_status", LinkProblemFilter, "event_type_name", "start_at")
     search_fields = ("invitee_email", "invitee_name", "invitee_uri", "event_uri", "host_email")
     date_hierarchy = "start_at"
-    list_select_related = ("kommo_link",)
     actions = ["sync_again"]
     fieldsets = (
-        (None, {"fields": ("summary", "coloured_status", "crm_status", "deal", "zoom", "link_problem")}),
+        (None, {"fields": ("summary", "coloured_status", "crm_status", EXTENSION_COLUMNS, "link_problem")}),
         ("Meeting", {"fields": ("event_type_name", "start_at", "end_at", "invitee_timezone", "host_name",
                                 "host_email", "location_type", "conference_join_url")}),
         ("Invitee", {"fields": ("invitee_name", "invitee_email", "invitee_phone", "guests", "answers")}),
@@ -238,28 +247,22 @@ class BookingAdmin(ReadOnlyAdminMixin, ReplayPermissionMixin, admin.ModelAdmin):
     def coloured_status(self, obj: Booking) -> str:
         return status_badge(obj.status, obj.get_status_display())
 
-    @admin.display(description="Kommo deal")
-    def deal(self, obj: Booking) -> str:
-        from crm.admin import deal_link
+    def __getattr__(self, name: str):
+        """An extension column, looked up by name like the admin's own display methods."""
+        column = booking_column(name)
+        if column is None:
+            raise AttributeError(name)
+        return admin.display(description=column.description)(column.render)
 
-        link = getattr(obj, "kommo_link", None)
-        if link is None:
-            for earlier in reversed(obj.chain()):  # the link follows the chain to the newest booking
-                link = getattr(earlier, "kommo_link", None)
-                if link is not None:
-                    break
-        return deal_link(link.lead_id) if link else "—"
+    def get_list_display(self, request):
+        return (*self.list_display, *(column.name for column in booking_columns()))
 
-    @admin.display(description="Zoom meeting")
-    def zoom(self, obj: Booking) -> str:
-        from conferencing.models import ZoomMeeting
+    def get_list_select_related(self, request):
+        return tuple(dict.fromkeys(r for column in booking_columns() for r in column.select_related)) or False
 
-        meeting = ZoomMeeting.objects.filter(booking=obj).exclude(status=ZoomMeeting.Status.DELETED).first()
-        if meeting and meeting.join_url:
-            return web_link(meeting.join_url, str(meeting.meeting_id))
-        if obj.calendly_owns_conference and obj.conference_join_url:
-            return web_link(obj.conference_join_url, "Calendly’s link")
-        return "—"
+    def get_fieldsets(self, request, obj=None):
+        names = tuple(column.name for column in booking_columns())
+        return [(title, {**options, "fields": _expand(options["fields"], names)}) for title, options in self.fieldsets]
 
     @admin.display(description="in short")
     def summary(self, obj: Booking) -> str:
@@ -287,7 +290,7 @@ class BookingAdmin(ReadOnlyAdminMixin, ReplayPermissionMixin, admin.ModelAdmin):
         return format_html_join("", "<div>{} — {}</div>", ((local(when), what) for when, what in booking_timeline(obj)))
 
     def get_readonly_fields(self, request, obj=None):
-        return [name for _, options in self.fieldsets for name in options["fields"]]
+        return [name for _, options in self.get_fieldsets(request, obj) for name in options["fields"]]
 
     @admin.action(description="Sync again with Kommo and Zoom", permissions=["replay"])
     def sync_again(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:

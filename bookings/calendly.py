@@ -8,6 +8,7 @@ The raw body is always kept by the caller; this module never re-serialises it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -154,10 +155,6 @@ class CalendlyDelivery:
     # None when the payload had no `scheduled_event`: processing reads it from the API.
     scheduled_event: ScheduledEvent | None = None
     payload_uri: str | None = None
-
-    @property
-    def is_invitee_kind(self) -> bool:
-        return self.invitee is not None
 
 
 # --- small typed readers ----------------------------------------------------------------------------
@@ -481,3 +478,14 @@ def dedupe_key(delivery: CalendlyDelivery) -> str | None:
         return None
     no_show_uri = delivery.invitee.no_show_uri if delivery.invitee else None
     return delivery_key(delivery.kind, delivery.payload_uri, no_show_uri=no_show_uri, created_at=delivery.created_at)
+
+
+def stored_key(delivery: CalendlyDelivery | None, raw: bytes) -> str:
+    """The key intake stores a body under: its `dedupe_key`, else a hash of the exact bytes.
+
+    A body without a payload URI is keyed `body|<sha256>`; one that is no usable delivery at all
+    (`delivery` is None) `invalid|<sha256>`, so a redelivery of either is still recognised.
+    """
+    if delivery is None:
+        return "invalid|" + hashlib.sha256(raw).hexdigest()
+    return dedupe_key(delivery) or "body|" + hashlib.sha256(raw).hexdigest()

@@ -164,9 +164,6 @@ class CalendlyClient:
         )
         raise SubscriptionExists(f"a webhook subscription for {url} already exists", existing=existing)
 
-    def get_webhook_subscription(self, uri_or_uuid: str) -> dict:
-        return self._get(f"/webhook_subscriptions/{uuid_of(uri_or_uuid)}")["resource"]
-
     def delete_webhook_subscription(self, uri_or_uuid: str) -> None:
         self._request("DELETE", f"/webhook_subscriptions/{uuid_of(uri_or_uuid)}")
 

@@ -37,8 +37,7 @@ ERROR_LIMIT = 2000
 
 
 def _secrets() -> list[str]:
-    names = ("KOMMO_ACCESS_TOKEN", "KOMMO_CLIENT_SECRET", "ZOOM_CLIENT_SECRET", "CALENDLY_API_TOKEN")
-    return [*settings.CALENDLY_SIGNING_KEYS, *(getattr(settings, n, "") for n in names)]
+    return [*settings.CALENDLY_SIGNING_KEYS, *(getattr(settings, n, "") for n in settings.CALSYNC_SECRET_SETTINGS)]
 
 
 def _short_error(exc: BaseException) -> str:
@@ -341,7 +340,7 @@ def replay(
         detail = event.last_error if status in (Status.FAILED, Status.IGNORED) else "processed again"
         return ReplayResult(event.pk, str(status), detail or str(status))
     if enqueue is None:
-        from bookings.tasks import enqueue_processing as enqueue
+        from bookings.queue import enqueue_processing as enqueue
     enqueue(event.pk, "replay")
     return ReplayResult(event.pk, "queued", "queued for processing")
 
@@ -354,19 +353,3 @@ def latest_event_for(booking: Booking) -> WebhookEvent | None:
         .order_by("-received_at", "-pk")
         .first()
     )
-
-
-def resync(booking: Booking, *, inline: bool = False) -> ReplayResult | None:
-    """Sync one booking again: replay its newest event, which re-applies it and runs every reconciler.
-
-    A live booking is first checked against what is in Kommo and Zoom now (bookings.verification):
-    a task or meeting deleted by hand is made again, one changed by hand is recorded and raised.
-    """
-    event = latest_event_for(booking)
-    if event is None:
-        return None
-    if booking.is_live:
-        from bookings.verification import verify
-
-        verify([booking], source="resync")
-    return replay(event, inline=inline)

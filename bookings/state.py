@@ -154,7 +154,7 @@ def _advance_status(booking: Booking, status: str) -> bool:
     return False
 
 
-def _link(old: Booking, new: Booking, *, named_by: Booking) -> bool:
+def _link_reschedule(old: Booking, new: Booking, *, named_by: Booking) -> bool:
     """Record that `old` was moved to `new`. Safe to call repeatedly and from either half.
 
     Only when `bookings.reschedule.link_refusal` allows it; otherwise nothing is linked and `named_by`,
@@ -188,9 +188,9 @@ def _link_partner_that_named(booking: Booking, affected: list[Booking], *, as_ol
     for partner in partners.order_by("pk"):
         if partner.pk in {b.pk for b in affected}:
             continue
-        if as_old and _link(booking, partner, named_by=partner):
+        if as_old and _link_reschedule(booking, partner, named_by=partner):
             affected.append(partner)
-        elif not as_old and _link(partner, booking, named_by=partner):
+        elif not as_old and _link_reschedule(partner, booking, named_by=partner):
             affected.insert(0, partner)
 
 
@@ -204,7 +204,7 @@ def apply_invitee_created(delivery: CalendlyDelivery) -> list[Booking]:
             booking.previous_invitee_uri = invitee.old_invitee_uri
             booking.save(update_fields=["previous_invitee_uri", "updated_at"])
         old = _locked_booking(invitee.old_invitee_uri)
-        if old is not None and _link(old, booking, named_by=booking):
+        if old is not None and _link_reschedule(old, booking, named_by=booking):
             affected.insert(0, old)
     # The old half may have arrived first and named us; pick up that link too.
     _link_partner_that_named(booking, affected, as_old=False)
@@ -242,7 +242,7 @@ def apply_invitee_canceled(delivery: CalendlyDelivery) -> list[Booking]:
         _advance_status(booking, Booking.Status.RESCHEDULED)
         booking.save()
         new = _locked_booking(invitee.new_invitee_uri)
-        if new is not None and _link(booking, new, named_by=booking):
+        if new is not None and _link_reschedule(booking, new, named_by=booking):
             affected.append(new)
     else:
         _advance_status(booking, Booking.Status.CANCELED)
@@ -336,13 +336,17 @@ def _relink(bookings: list[Booking]) -> list[Booking]:
                 named_by = booking
                 if old is None:
                     old = named_by = _locked_by(next_invitee_uri=booking.invitee_uri, exclude=booking)
-                if old is not None and _link(old, booking, named_by=named_by):
+                if old is not None and _link_reschedule(old, booking, named_by=named_by):
                     result.insert(0, old)
             new = _locked_booking(booking.next_invitee_uri) if booking.next_invitee_uri else None
             named_by = booking
             if new is None:
                 new = named_by = _locked_by(previous_invitee_uri=booking.invitee_uri, exclude=booking)
-            if new is not None and new.rescheduled_from_id != booking.pk and _link(booking, new, named_by=named_by):
+            if (
+                new is not None
+                and new.rescheduled_from_id != booking.pk
+                and _link_reschedule(booking, new, named_by=named_by)
+            ):
                 result.append(new)
     seen: set[int] = set()
     return [b for b in result if not (b.pk in seen or seen.add(b.pk))]

@@ -27,9 +27,10 @@ from django.core.cache import cache
 from bookings.calendly_api import CalendlyClient, CalendlyError, SubscriptionExists
 from bookings.state import handled_kinds
 from calsync import alerts
-from calsync.metrics import SUBSCRIPTION_CACHE_KEY
 
 logger = logging.getLogger(__name__)
+# The last watch result, for /metrics (ops.metrics): {"state": …, "checked_at": Unix time}.
+SUBSCRIPTION_CACHE_KEY = "calsync:calendly-subscription-state"
 
 GENERATION_PARAM = "calsync_generation"
 

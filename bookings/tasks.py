@@ -4,35 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction
-from django_q.tasks import async_task
-
 from bookings import processing
+from bookings.queue import enqueue_processing
 
 logger = logging.getLogger(__name__)
-
-
-def enqueue_processing(event_id: int, trigger: str = "queue") -> None:
-    """Queue an event for processing once the current transaction commits.
-
-    Enqueueing inside the transaction would let a Redis worker start before the row is visible, and
-    would roll the ORM broker's task back with it. If this process dies after the commit and before
-    the enqueue, the sweeper finds the `received` row after CALSYNC_ENQUEUE_GRACE.
-    """
-
-    def _enqueue() -> None:
-        try:
-            async_task(
-                "bookings.tasks.process_event",
-                event_id,
-                trigger,
-                group="calendly",
-                task_name=f"calendly-event-{event_id}",
-            )
-        except Exception:  # the broker is down: the row is safe, the sweeper retries the enqueue
-            logger.exception("could not enqueue event %s; the sweeper will pick it up", event_id)
-
-    transaction.on_commit(_enqueue)
 
 
 def process_event(event_id: int, trigger: str = "queue") -> str:
@@ -66,31 +41,31 @@ def watch_calendly_subscription() -> str:
     return str(subscriptions.watch(CalendlyClient.from_settings(), settings.CALENDLY_WEBHOOK_URL))
 
 
-RECONCILE_LOCK = "calsync:calendly-reconcile-lock"
+BACKFILL_LOCK = "calsync:calendly-reconcile-lock"
 
 
-def reconcile_recent_bookings() -> str:
+def backfill_recent_bookings() -> str:
     """Scheduled: heal missed webhooks over the rolling window around now."""
     from django.conf import settings
     from django.core.cache import cache
     from django.utils import timezone
 
+    from bookings.backfill import backfill_window, rolling_window
     from bookings.calendly_api import CalendlyClient
-    from bookings.reconciliation import reconcile_window, rolling_window
 
     if not _calendly_api_configured():
         return "skipped: CALENDLY_API_TOKEN is not set"
     # A long backfill must not overlap the next run (both would spend the same rate limit).
-    if not cache.add(RECONCILE_LOCK, "1", timeout=settings.Q_CLUSTER.get("timeout", 300) + 60):
+    if not cache.add(BACKFILL_LOCK, "1", timeout=settings.Q_CLUSTER.get("timeout", 300) + 60):
         return "skipped: a reconciliation is already running"
     try:
         now = timezone.now()
         since, until = rolling_window(
             now, settings.CALENDLY_RECONCILE_PAST_HOURS, settings.CALENDLY_RECONCILE_FUTURE_DAYS
         )
-        return reconcile_window(CalendlyClient.from_settings(), since, until, now=now).summary()
+        return backfill_window(CalendlyClient.from_settings(), since, until, now=now).summary()
     finally:
-        cache.delete(RECONCILE_LOCK)
+        cache.delete(BACKFILL_LOCK)
 
 
 def redact_old_events() -> str:
@@ -124,3 +99,7 @@ def verify_live_bookings() -> str:
         return verify(live_bookings(settings.CALSYNC_VERIFY_DAYS)).summary()
     finally:
         cache.delete(VERIFY_LOCK)
+
+
+# The schedule's old task path (migration 0012 renames it); kept for a task queued before that.
+reconcile_recent_bookings = backfill_recent_bookings

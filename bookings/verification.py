@@ -28,6 +28,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from bookings.models import Booking, SyncDrift
+from bookings.processing import ReplayResult, booking_sync_lock, latest_event_for, replay, run_reconcilers
 from calsync.errors import BookingBusy
 
 logger = logging.getLogger(__name__)
@@ -130,8 +131,6 @@ def verify(bookings: Sequence[Booking], *, dry_run: bool = False, source: str = 
 def _act(
     booking: Booking, findings: list[Finding], by_service: dict[str, ModuleType], report: VerifyReport, source: str
 ) -> None:
-    from bookings.processing import booking_sync_lock, run_reconcilers
-
     outcome_for = {
         REPAIR: SyncDrift.Outcome.REPAIRED,
         LEAVE: SyncDrift.Outcome.LEFT_ALONE,
@@ -200,3 +199,17 @@ def record(booking: Booking, finding: Finding, outcome: str, detail: str, source
 def _admin_path(booking: Booking) -> str:
     base = settings.CALSYNC_PUBLIC_URL.rstrip("/")
     return f"{base}/admin/bookings/booking/{booking.pk}/change/"
+
+
+def resync(booking: Booking, *, inline: bool = False) -> ReplayResult | None:
+    """Sync one booking again: replay its newest event, which re-applies it and runs every reconciler.
+
+    A live booking is first checked against what is in Kommo and Zoom now (`verify` above):
+    a task or meeting deleted by hand is made again, one changed by hand is recorded and raised.
+    """
+    event = latest_event_for(booking)
+    if event is None:
+        return None
+    if booking.is_live:
+        verify([booking], source="resync")
+    return replay(event, inline=inline)

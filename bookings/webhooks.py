@@ -10,15 +10,10 @@ cannot fix, and everything we accepted is stored before we answer):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
-from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 from rest_framework import status
@@ -27,12 +22,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bookings.calendly import PayloadError, decode_body, dedupe_key, parse_delivery_data
-from bookings.models import WebhookEvent
+from bookings.intake import IntakeResult, Outcome, store_delivery
 from bookings.signature import HEADER, SignatureError, verify_signature
-from bookings.state import is_handled_kind
-from bookings.tasks import enqueue_processing
-from calsync.metrics import count_event_stored, count_redelivery
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +63,18 @@ def _error(message: str, code: int, **extra) -> Response:
     return Response({"error": message, **extra}, status=code)
 
 
+def answer(result: IntakeResult) -> Response:
+    """The HTTP answer to a delivery intake stored (see the module docstring for the codes)."""
+    event = result.event
+    if result.outcome is Outcome.UNUSABLE:
+        return _error(result.reason, status.HTTP_400_BAD_REQUEST, id=event.pk)
+    if result.outcome is Outcome.DUPLICATE:
+        return Response({"id": event.pk, "status": event.status, "duplicate": True}, status=status.HTTP_200_OK)
+    if result.outcome is Outcome.IGNORED:
+        return Response({"id": event.pk, "status": event.status}, status=status.HTTP_200_OK)
+    return Response({"id": event.pk, "status": event.status}, status=status.HTTP_202_ACCEPTED)
+
+
 class CalendlyWebhookView(APIView):
     authentication_classes: list = []  # the signature is the authentication; no session, so no CSRF
     permission_classes = [AllowAny]
@@ -107,83 +110,4 @@ class CalendlyWebhookView(APIView):
                 "webhook not configured: set CALENDLY_SIGNING_KEY (see README)", status.HTTP_503_SERVICE_UNAVAILABLE
             )
 
-        return store_delivery(raw)
-
-
-def _bump_existing(key: str) -> WebhookEvent:
-    WebhookEvent.objects.filter(dedupe_key=key).update(deliveries=F("deliveries") + 1)
-    event = WebhookEvent.objects.get(dedupe_key=key)
-    count_redelivery(event.kind)
-    return event
-
-
-def store_delivery(raw: bytes, *, source: str = WebhookEvent.Source.WEBHOOK) -> Response:
-    """Store a verified delivery (de-duplicated) and queue it; build the HTTP answer."""
-    data = None
-    try:
-        data = decode_body(raw)
-        delivery = parse_delivery_data(data)
-    except PayloadError as exc:
-        kind = data.get("event") if isinstance(data, dict) and isinstance(data.get("event"), str) else ""
-        event, _created = _create_or_existing(
-            "invalid|" + hashlib.sha256(raw).hexdigest(),
-            kind=kind[:100] or "(unreadable)",
-            raw_body=raw,
-            payload=data,
-            status=WebhookEvent.Status.FAILED,
-            last_error=f"not a usable Calendly delivery: {exc}",
-            processed_at=timezone.now(),
-            source=source,
-        )
-        logger.warning("calendly webhook: signed body stored as failed event %s: %s", event.pk, exc)
-        return _error(f"not a usable Calendly delivery: {exc}", status.HTTP_400_BAD_REQUEST, id=event.pk)
-
-    handled = is_handled_kind(delivery.kind)
-    invitee = delivery.invitee
-    fields = {
-        "kind": delivery.kind,
-        "raw_body": raw,
-        "payload": data,
-        "calendly_created_at": delivery.created_at,
-        "invitee_uri": (invitee.uri if invitee else delivery.payload_uri or "")[:500],
-        "event_uri": (invitee.event_uri if invitee else "")[:500],
-        "invitee_email": (invitee.email if invitee else "")[:320],
-        "source": source,
-    }
-    if handled:
-        fields["next_attempt_at"] = timezone.now() + timedelta(seconds=settings.CALSYNC_ENQUEUE_GRACE)
-    else:
-        fields.update(
-            status=WebhookEvent.Status.IGNORED,
-            last_error=f"calsync does not act on {delivery.kind!r} deliveries",
-            processed_at=timezone.now(),
-        )
-    key = dedupe_key(delivery) or "body|" + hashlib.sha256(raw).hexdigest()
-    event, created = _create_or_existing(key, **fields)
-    if not created:
-        logger.info("calendly webhook: redelivery of event %s (%s)", event.pk, event.kind)
-        return Response({"id": event.pk, "status": event.status, "duplicate": True}, status=status.HTTP_200_OK)
-    if not handled:
-        logger.info("calendly webhook: %s stored as ignored event %s", delivery.kind, event.pk)
-        return Response({"id": event.pk, "status": event.status}, status=status.HTTP_200_OK)
-    logger.info("calendly webhook: %s stored as event %s", delivery.kind, event.pk)
-    return Response({"id": event.pk, "status": event.status}, status=status.HTTP_202_ACCEPTED)
-
-
-def _create_or_existing(key: str, **fields) -> tuple[WebhookEvent, bool]:
-    """Insert the event, or return the one already stored under the same key (a redelivery).
-
-    The unique key settles races between two identical deliveries arriving at once.
-    """
-    existing = WebhookEvent.objects.filter(dedupe_key=key).only("pk").first()
-    if existing is not None:
-        return _bump_existing(key), False
-    try:
-        with transaction.atomic():
-            event = WebhookEvent.objects.create(dedupe_key=key, **fields)
-            if event.status == WebhookEvent.Status.RECEIVED:
-                enqueue_processing(event.pk)
-    except IntegrityError:
-        return _bump_existing(key), False
-    count_event_stored(event.kind, event.source)
-    return event, True
+        return answer(store_delivery(raw))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import requests
@@ -11,11 +12,27 @@ import requests
 DEFAULT_TIMEOUT = (5.0, 20.0)  # (connect, read) seconds
 USER_AGENT = "calsync/1.0 (+self-hosted Calendly to Kommo and Zoom sync)"
 
+# Called with (service, status) after every call of a session made with `service`. The project's
+# AppConfig adds the /metrics counter (`calsync.metrics.observe_api_call`), so the clients that use
+# these sessions import no models.
+_api_call_observers: list[Callable[[str, int | str], None]] = []
+
+
+def on_api_call(observer: Callable[[str, int | str], None]) -> None:
+    """Have `observer(service, status)` called after every counted call (once, however often added)."""
+    if observer not in _api_call_observers:
+        _api_call_observers.append(observer)
+
+
+def _observe(service: str, status: int | str) -> None:
+    for observer in _api_call_observers:
+        observer(service, status)
+
 
 class TimeoutSession(requests.Session):
     """A requests.Session that never waits forever: every call gets a timeout unless one is given.
 
-    With `service` set, every call is also counted for /metrics (`calsync.metrics.observe_api_call`):
+    With `service` set, every call is also reported to the `on_api_call` observers (the /metrics counter):
     the HTTP status, or "timeout" / "error" when no answer came. Counting here, in the one place
     sessions are made, covers every call a client makes (token requests too) without a line in each client.
     """
@@ -30,17 +47,15 @@ class TimeoutSession(requests.Session):
         kwargs.setdefault("timeout", self.default_timeout)
         if self.service is None:
             return super().request(method, url, **kwargs)
-        from calsync.metrics import observe_api_call
-
         try:
             response = super().request(method, url, **kwargs)
         except requests.Timeout:
-            observe_api_call(self.service, "timeout")
+            _observe(self.service, "timeout")
             raise
         except requests.RequestException:
-            observe_api_call(self.service, "error")
+            _observe(self.service, "error")
             raise
-        observe_api_call(self.service, response.status_code)
+        _observe(self.service, response.status_code)
         return response
 
 

@@ -33,10 +33,6 @@ def bind(**fields: Any) -> None:
     _context.set({**(_context.get() or {}), **fields})
 
 
-def current_context() -> dict[str, Any]:
-    return dict(_context.get() or {})
-
-
 class ContextFilter(logging.Filter):
     """Copies the bound fields onto the record (JSON keys), plus `log_context` text for the plain format."""
 
@@ -104,10 +100,7 @@ def _configured_secrets() -> list[str]:
         from django.conf import settings
 
         names = (
-            "CALENDLY_API_TOKEN",
-            "KOMMO_ACCESS_TOKEN",
-            "KOMMO_CLIENT_SECRET",
-            "ZOOM_CLIENT_SECRET",
+            *getattr(settings, "CALSYNC_SECRET_SETTINGS", []),
             "CALSYNC_METRICS_TOKEN",
             "SECRET_KEY",
             "EMAIL_HOST_PASSWORD",

@@ -42,14 +42,22 @@ INSTALLED_APPS = [
     "bookings",
     "conferencing",
     "crm",
-    # Local Kommo/Zoom emulators and the newcomer sandbox commands (send_test_booking, run_emulators).
-    "sandbox",
+    # Health and readiness probes, /metrics, the alert digest.
+    "ops",
     # Admin login throttling (see "Login throttling" below).
     "axes",
 ]
+# --- Sandbox (local Kommo/Zoom emulators) -----------------------------------------------------------
+# True when calsync runs against the emulators (`manage.py run_emulators`; scripts/run.sh sets it), so
+# the admin says so loudly.
+CALSYNC_SANDBOX = env.bool("CALSYNC_SANDBOX", default=False)
+if CALSYNC_SANDBOX or DEBUG:
+    # The emulators and the newcomer commands (run_emulators, send_test_booking, sandbox_admin): only
+    # where wanted, never in a production process.
+    INSTALLED_APPS.append("sandbox")
 
 MIDDLEWARE = [
-    "calsync.health.HealthCheckMiddleware",
+    "ops.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -176,10 +184,14 @@ CALENDLY_SIGNATURE_TOLERANCE = env.int("CALENDLY_SIGNATURE_TOLERANCE", default=1
 CALENDLY_MAX_BODY_BYTES = env.int("CALENDLY_MAX_BODY_BYTES", default=1024 * 1024)
 CALENDLY_API_TOKEN = env.str("CALENDLY_API_TOKEN", default="")
 CALENDLY_API_URL = env.str("CALENDLY_API_URL", default="https://api.calendly.com")
+# Settings whose values never appear in a stored error or a log line (each service's block adds its
+# own; the Calendly signing keys are redacted as well).
+CALSYNC_SECRET_SETTINGS = ["CALENDLY_API_TOKEN"]
 
 # --- Kommo ----------------------------------------------------------------------------------------
 KOMMO_BASE_URL = env.str("KOMMO_BASE_URL", default="")
 KOMMO_ACCESS_TOKEN = env.str("KOMMO_ACCESS_TOKEN", default="")
+CALSYNC_SECRET_SETTINGS += ["KOMMO_ACCESS_TOKEN", "KOMMO_CLIENT_SECRET"]
 KOMMO_MAX_RPS = env.float("KOMMO_MAX_RPS", default=7.0)
 # --- crm: Kommo sync settings; documented in docs/crm.md -----------------------------------------
 # Headroom under KOMMO_MAX_RPS for timing jitter between taking a slot and Kommo counting the request.
@@ -219,6 +231,7 @@ KOMMO_OAUTH_REFRESH_MARGIN = env.int("KOMMO_OAUTH_REFRESH_MARGIN", default=600)
 ZOOM_ACCOUNT_ID = env.str("ZOOM_ACCOUNT_ID", default="")
 ZOOM_CLIENT_ID = env.str("ZOOM_CLIENT_ID", default="")
 ZOOM_CLIENT_SECRET = env.str("ZOOM_CLIENT_SECRET", default="")
+CALSYNC_SECRET_SETTINGS += ["ZOOM_CLIENT_SECRET"]
 ZOOM_API_URL = env.str("ZOOM_API_URL", default="https://api.zoom.us/v2")
 ZOOM_OAUTH_URL = env.str("ZOOM_OAUTH_URL", default="https://zoom.us/oauth/token")
 ZOOM_DEFAULT_USER = env.str("ZOOM_DEFAULT_USER", default="me")
@@ -233,6 +246,9 @@ ZOOM_MUTE_UPON_ENTRY = env.bool("ZOOM_MUTE_UPON_ENTRY", default=True)
 ZOOM_AUTO_RECORDING = env.str("ZOOM_AUTO_RECORDING", default="none")  # none | local | cloud
 # How long "is this Calendly host a user of our Zoom account?" is remembered (shared cache).
 ZOOM_USER_CACHE_SECONDS = env.int("ZOOM_USER_CACHE_SECONDS", default=6 * 3600)
+# Whether calsync makes the meetings' conference links (the Kommo note says whether a link follows):
+# a dotted path to a function of no arguments, so that crm need not import conferencing.
+CALSYNC_CONFERENCE_CONFIGURED = "conferencing.sync.zoom_configured"
 # --- end Zoom meetings block ---
 
 # --- Processing pipeline --------------------------------------------------------------------------
@@ -361,6 +377,4 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="calsync@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="")
 
-# --- Sandbox (local Kommo/Zoom emulators) -----------------------------------------------------------
-# True when calsync runs against the emulators (`manage.py run_emulators`), so the admin says so loudly.
-CALSYNC_SANDBOX = env.bool("CALSYNC_SANDBOX", default=False)
+# CALSYNC_SANDBOX (whether the sandbox app is installed) is read next to INSTALLED_APPS above.

@@ -1,8 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import path
-
-from bookings.webhooks import CalendlyWebhookView
+from django.urls import include, path
 
 if settings.CALSYNC_SANDBOX:
     # Nobody should mistake the emulators' deals and meetings for real ones.
@@ -13,11 +11,7 @@ else:
     admin.site.site_title = "calsync"
 admin.site.index_title = "Calendly → Kommo and Zoom"
 
-webhook = CalendlyWebhookView.as_view()
-
 urlpatterns = [
-    # Both spellings answer directly: Calendly counts a redirect (APPEND_SLASH's 301) as a failed delivery.
-    path("webhooks/calendly/", webhook, name="calendly-webhook"),
-    path("webhooks/calendly", webhook),
+    path("", include("bookings.urls")),  # the Calendly webhook
     path("admin/", admin.site.urls),
 ]

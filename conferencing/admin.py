@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from calsync.admin_mixins import ReadOnlyAdminMixin
+from bookings.models import Booking
+from calsync.admin_mixins import ReadOnlyAdminMixin, web_link
 from conferencing.models import ZoomMeeting
+
+
+def booking_zoom_meeting(booking: Booking) -> str:
+    """The booking admin's "Zoom meeting" column (registered in ConferencingConfig.ready)."""
+    meeting = ZoomMeeting.objects.filter(booking=booking).exclude(status=ZoomMeeting.Status.DELETED).first()
+    if meeting and meeting.join_url:
+        return web_link(meeting.join_url, str(meeting.meeting_id))
+    if booking.calendly_owns_conference and booking.conference_join_url:
+        return web_link(booking.conference_join_url, "Calendly’s link")
+    return "—"
 
 
 @admin.register(ZoomMeeting)

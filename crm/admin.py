@@ -11,11 +11,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from bookings.processing import resync
+from bookings.models import Booking
+from bookings.verification import resync
 from calsync.admin_mixins import ReadOnlyAdminMixin
 from calsync.errors import SyncError
 from crm import review
-from crm.directory import check_deal, deal_url, describe_deals
+from crm.deal_names import check_deal, deal_url, describe_deals
 from crm.forms import INBOUND_LEAD, OTHER, SKIP, ReviewDecisionForm
 from crm.models import KommoLink, RememberedDeal, ReviewItem
 
@@ -25,6 +26,17 @@ def deal_link(lead_id: int | None) -> str:
         return "—"
     url = deal_url(lead_id)
     return format_html('<a href="{}" target="_blank" rel="noopener">deal {}</a>', url, lead_id) if url else str(lead_id)
+
+
+def booking_deal(booking: Booking) -> str:
+    """The booking admin's "Kommo deal" column (registered in CrmConfig.ready)."""
+    link = getattr(booking, "kommo_link", None)
+    if link is None:
+        for earlier in reversed(booking.chain()):  # the link follows the chain to the newest booking
+            link = getattr(earlier, "kommo_link", None)
+            if link is not None:
+                break
+    return deal_link(link.lead_id) if link else "—"
 
 
 @admin.register(ReviewItem)

@@ -148,42 +148,6 @@ class KommoClient:
         self.max_pages = max_pages
         self.tokens: TokenProvider = StaticToken(token) if isinstance(token, str) else token
 
-    @classmethod
-    def from_settings(cls, **overrides: Any) -> KommoClient:
-        from django.conf import settings
-        from django.core.cache import cache
-
-        from calsync.http import build_session
-        from crm.oauth import kommo_credentials
-        from crm.ratelimit import SharedRateLimiter
-
-        limiter_kw = {k: overrides.pop(k) for k in ("clock",) if k in overrides}
-        sleep = overrides.pop("sleep", time.sleep)
-        limiter = SharedRateLimiter(
-            "kommo",
-            settings.KOMMO_MAX_RPS,
-            sleep=sleep,
-            max_wait=settings.KOMMO_MAX_INLINE_WAIT * 6,
-            margin=settings.KOMMO_RATE_MARGIN,
-            **limiter_kw,
-        )
-        kwargs = {
-            "cache": cache,
-            "users_cache_seconds": settings.KOMMO_USERS_CACHE_SECONDS,
-            "max_inline_wait": settings.KOMMO_MAX_INLINE_WAIT,
-            **overrides,
-        }
-        base_url, tokens = kommo_credentials()  # OAuth when connected, else KOMMO_ACCESS_TOKEN
-        return cls(
-            base_url,
-            tokens,
-            # The session counts every call for /metrics.
-            build_session((settings.KOMMO_CONNECT_TIMEOUT, settings.KOMMO_READ_TIMEOUT), service="kommo"),
-            limiter,
-            sleep,
-            **kwargs,
-        )
-
     # --- transport -----------------------------------------------------------------------------
 
     def _request(

@@ -62,6 +62,11 @@ class DealChoice:
     responsible_user_id: int | None = None
 
 
+def candidate_key(lead_ids) -> str:
+    """The set of open deals a remembered choice was made among (`RememberedDeal.candidate_key`)."""
+    return ",".join(str(i) for i in sorted({int(i) for i in lead_ids}))
+
+
 def parse_deal_id(text: str | None) -> int | None:
     """A deal id from free text: "18734521", "#18734521" or a Kommo deal URL."""
     if not text:
@@ -217,7 +222,7 @@ def choose_deal(
     candidates = [describe(lead) for lead in candidates_open]
     first_contact = int(contacts[0]["id"])
 
-    if remembered_lead is not None and remembered_key == ",".join(str(c["id"]) for c in candidates):
+    if remembered_lead is not None and remembered_key == candidate_key(c["id"] for c in candidates):
         lead_id = int(remembered_lead["id"])
         return DealChoice(
             MATCHED,

@@ -7,6 +7,8 @@ import hashlib
 from django.conf import settings
 from django.db import models
 
+from crm.matching import candidate_key  # the rule lives with the matching that compares it
+
 
 def marker_token(invitee_uri: str) -> str:
     """A short, stable token for a booking: it goes into every note and task text calsync writes."""
@@ -113,7 +115,7 @@ class RememberedDeal(models.Model):
 
     @staticmethod
     def key_for(lead_ids) -> str:
-        return ",".join(str(i) for i in sorted({int(i) for i in lead_ids}))
+        return candidate_key(lead_ids)
 
 
 class RateLimitState(models.Model):

@@ -16,9 +16,9 @@ from django.conf import settings
 from django.template import Engine
 from django.templatetags.tz import do_timezone
 from django.utils import translation
+from django.utils.module_loading import import_string
 
 from bookings.models import Booking
-from conferencing.sync import zoom_configured
 
 
 @lru_cache(maxsize=8)
@@ -67,7 +67,7 @@ def meeting_context(booking: Booking, *, join_url: str | None = None, host: str 
         "answers": [qa for qa in booking.questions if qa.get("answer")],
         # Calendly was to make the conference (Zoom, Meet, …) and failed: the link, if any, is calsync's.
         "conference_failed": booking.calendly_conference_failed,
-        "zoom_configured": zoom_configured(),
+        "zoom_configured": import_string(settings.CALSYNC_CONFERENCE_CONFIGURED)(),
     }
     if booking.host_name and booking.host_email:
         context["host"] = f"{booking.host_name} <{booking.host_email}>"

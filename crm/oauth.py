@@ -72,7 +72,7 @@ def is_connected() -> bool:
 
 
 def kommo_credentials() -> tuple[str, TokenProvider]:
-    """(base URL, token provider) for KommoClient.from_settings()."""
+    """(base URL, token provider) for kommo_client()."""
     if oauth_configured():
         base_url = KommoConnection.objects.filter(pk=SINGLETON).values_list("base_url", flat=True).first()
         if base_url:

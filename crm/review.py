@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bookings.models import Booking
-from crm.links import link_for
+from crm.booking_crm import link_for, set_crm_status
 from crm.models import KommoLink, RememberedDeal, marker_token
 
 
@@ -17,7 +17,7 @@ class ReviewError(ValueError):
     """The decision cannot be applied as asked (the message says why)."""
 
 
-def _link(booking: Booking) -> KommoLink:
+def _link_or_new(booking: Booking) -> KommoLink:
     link = link_for(booking)
     if link is None:
         link, _ = KommoLink.objects.get_or_create(
@@ -48,7 +48,7 @@ def assign_deal(booking: Booking, lead_id: int, user, *, remember: bool = True) 
     lead_id = int(lead_id)
     if lead_id <= 0:
         raise ReviewError("a Kommo deal id is a positive number")
-    link = _link(booking)
+    link = _link_or_new(booking)
     _refuse_if_written(link, lead_id)
     if link.lead_id != lead_id:
         link.lead_id = lead_id
@@ -58,7 +58,7 @@ def assign_deal(booking: Booking, lead_id: int, user, *, remember: bool = True) 
     link.match_reason = f"assigned by {user or 'staff'}"
     _decided(link, KommoLink.Decision.ASSIGN, user)
     link.save()
-    Booking.objects.filter(pk=booking.pk).update(crm_status=Booking.CrmStatus.PENDING)
+    set_crm_status(booking, Booking.CrmStatus.PENDING)
     if remember:
         RememberedDeal.objects.update_or_create(
             email=booking.invitee_email.strip().lower(),
@@ -71,7 +71,7 @@ def assign_deal(booking: Booking, lead_id: int, user, *, remember: bool = True) 
 @transaction.atomic
 def create_inbound_lead_for(booking: Booking, user) -> KommoLink:
     """Make a new incoming lead for the meeting (also after an uncertain earlier attempt: staff checked)."""
-    link = _link(booking)
+    link = _link_or_new(booking)
     _refuse_if_written(link)
     link.lead_id = None
     link.match_method = ""
@@ -79,21 +79,16 @@ def create_inbound_lead_for(booking: Booking, user) -> KommoLink:
     link.pending_writes.pop("inbound_lead", None)
     _decided(link, KommoLink.Decision.INBOUND_LEAD, user)
     link.save()
-    Booking.objects.filter(pk=booking.pk).update(crm_status=Booking.CrmStatus.PENDING)
+    set_crm_status(booking, Booking.CrmStatus.PENDING)
     return link
 
 
 @transaction.atomic
 def skip(booking: Booking, user) -> KommoLink:
     """Write nothing to Kommo for this meeting."""
-    link = _link(booking)
+    link = _link_or_new(booking)
     link.match_reason = f"skipped by {user or 'staff'}"
     _decided(link, KommoLink.Decision.SKIP, user)
     link.save()
-    Booking.objects.filter(pk=booking.pk).update(crm_status=Booking.CrmStatus.SKIPPED)
+    set_crm_status(booking, Booking.CrmStatus.SKIPPED)
     return link
-
-
-def forget_assignment(rule: RememberedDeal) -> None:
-    """Undo a remembered assignment: later bookings are matched normally again."""
-    RememberedDeal.objects.filter(pk=rule.pk).update(active=False)

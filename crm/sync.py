@@ -21,8 +21,9 @@ from django.utils import timezone
 
 from bookings.models import Booking
 from crm import notes
+from crm.booking_crm import CrmSettings, link_for, set_crm_status
+from crm.client import kommo_client
 from crm.kommo import KommoClient, KommoUncertainWrite, contact_lead_ids
-from crm.links import CrmSettings, link_for, set_crm_status
 from crm.matching import (
     INBOUND_LEAD,
     REVIEW,
@@ -41,7 +42,7 @@ LINK_STATE_FIELDS = ["pending_writes", "note_ids", "task_id", "task_state", "joi
 
 
 def default_client() -> KommoClient:
-    return KommoClient.from_settings()
+    return kommo_client()
 
 
 def is_configured() -> bool:
@@ -111,17 +112,13 @@ class BookingSync:
         if link.decision == KommoLink.Decision.INBOUND_LEAD:
             return self._create_inbound_lead()
         if link.review_state == KommoLink.ReviewState.OPEN:
-            set_crm_status(self.b, Booking.CrmStatus.NEEDS_REVIEW)
-            return f"needs review: {link.match_reason}"
+            return self._needs_review(open_item=False)
         choice = self._match()
         link.candidates = choice.candidates
         link.match_reason = choice.reason
         link.contact_id = choice.contact_id
         if choice.outcome == REVIEW:
-            link.review_state = KommoLink.ReviewState.OPEN
-            link.save()
-            set_crm_status(self.b, Booking.CrmStatus.NEEDS_REVIEW)
-            return f"needs review: {choice.reason}"
+            return self._needs_review()
         if choice.outcome == INBOUND_LEAD:
             link.save()
             return self._create_inbound_lead()
@@ -133,6 +130,15 @@ class BookingSync:
         self.done.append(f"deal {choice.lead_id} ({choice.method})")
         return None
 
+    def _needs_review(self, *, open_item: bool = True) -> str:
+        """Hand the booking to a human: open its review item (the link, whose `match_reason` says why),
+        mark the booking NEEDS_REVIEW, and return the outcome text. `open_item=False`: it is open already."""
+        if open_item:
+            self.link.review_state = KommoLink.ReviewState.OPEN
+            self.link.save()
+        set_crm_status(self.b, Booking.CrmStatus.NEEDS_REVIEW)
+        return f"needs review: {self.link.match_reason}"
+
     def _check_assigned_deal(self) -> str | None:
         """A deal typed in by staff: make sure it exists before writing to it, and learn its owner."""
         link = self.link
@@ -140,10 +146,7 @@ class BookingSync:
         if lead is None or lead.get("is_deleted"):
             link.match_reason = f"deal {link.lead_id} (assigned by staff) does not exist in Kommo"
             link.lead_id = None
-            link.review_state = KommoLink.ReviewState.OPEN
-            link.save()
-            set_crm_status(self.b, Booking.CrmStatus.NEEDS_REVIEW)
-            return f"needs review: {link.match_reason}"
+            return self._needs_review()
         link.lead_responsible_user_id = lead.get("responsible_user_id")
         link.save(update_fields=["lead_responsible_user_id", "updated_at"])
         return None
@@ -193,14 +196,11 @@ class BookingSync:
         key = "inbound_lead"
         if key in link.pending_writes:
             # Kommo offers no reliable way to find our incoming lead again: a human decides.
-            link.review_state = KommoLink.ReviewState.OPEN
             link.match_reason = (
                 "creating the incoming lead may have succeeded but its answer was lost: check Kommo's "
                 "Incoming leads, then assign the deal (or create the incoming lead again)"
             )
-            link.save()
-            set_crm_status(b, Booking.CrmStatus.NEEDS_REVIEW)
-            return f"needs review: {link.match_reason}"
+            return self._needs_review()
         self._mark_pending(key)
         try:
             result = self.client.create_inbound_lead(

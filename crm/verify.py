@@ -24,6 +24,7 @@ from django.utils import timezone
 from bookings.models import Booking, WebhookEvent
 from bookings.verification import LEAVE, RAISE, REPAIR, Finding
 from calsync.errors import SyncError
+from crm.client import kommo_client
 from crm.kommo import KommoClient
 from crm.models import KommoLink
 from crm.ratelimit import SharedRateLimiter
@@ -86,7 +87,7 @@ class LowPriorityLimiter:
 
 
 def verifier_client() -> KommoClient:
-    client = KommoClient.from_settings()
+    client = kommo_client()
     shared = client.rate_limiter
     if isinstance(shared, SharedRateLimiter):
         client.rate_limiter = LowPriorityLimiter(shared, max_yield=settings.CALSYNC_VERIFY_MAX_YIELD)
@@ -123,7 +124,7 @@ def check(
         to_read[int(link.task_id)] = (booking, link)
     if not to_read:
         return findings
-    client = client or (verifier_client() if low_priority else KommoClient.from_settings())
+    client = client or (verifier_client() if low_priority else kommo_client())
     live = {int(t["id"]): t for t in client.get_tasks(to_read)}
     for task_id, (booking, link) in to_read.items():
         task = live.get(task_id)

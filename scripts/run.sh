@@ -43,14 +43,16 @@ if [ "$configured" = "no" ] && [ "${CALSYNC_SANDBOX:-}" != "false" ]; then
   rm -f var/sandbox.env
   # var/emulators.json keeps the emulators' data across restarts: calsync's database holds the ids they
   # handed out, so they must never start over (delete it only together with var/calsync.sqlite3).
-  "$VENV_PY" manage.py run_emulators --env-file var/sandbox.env --state-file var/emulators.json \
+  # The sandbox app (its commands) is installed only with CALSYNC_SANDBOX; var/sandbox.env sets it for
+  # everything started below (web, worker, manage.py).
+  CALSYNC_SANDBOX=true "$VENV_PY" manage.py run_emulators --env-file var/sandbox.env --state-file var/emulators.json \
     > var/emulators.log 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do [ -s var/sandbox.env ] && break; kill -0 "${pids[-1]}" 2>/dev/null || { cat var/emulators.log; exit 1; }; sleep 0.1; done
   set -a; source var/sandbox.env; set +a   # exported values win over .env
   echo "== SANDBOX: no Kommo/Zoom credentials are configured, so calsync talks to LOCAL EMULATORS (nothing real)"
   "$VENV_PY" manage.py sandbox_admin
-  echo "   send a sample booking: .venv/bin/python manage.py send_test_booking"
+  echo "   send a sample booking: CALSYNC_SANDBOX=true .venv/bin/python manage.py send_test_booking"
   echo "     then move it a day later with --reschedule, or cancel it with --cancel;"
   echo "     --as several-deals books for a contact with two open deals (review queue), --as unknown for a new lead"
   echo "   a deal as a salesperson sees it: http://127.0.0.1:8010/leads/detail/18734521"

@@ -12,6 +12,8 @@ cd "$ROOT"
 echo "== ruff"
 "$VENV_PY" -m ruff check .
 "$VENV_PY" -m ruff format --check .
+echo "== import rules (docs/architecture.md; contracts in pyproject.toml)"
+"$ROOT/.venv/bin/lint-imports" --no-cache
 
 echo "== tests on SQLite"
 # End-to-end tests start real processes against PostgreSQL: they run in the PostgreSQL pass only.

@@ -15,6 +15,9 @@ CALENDLY_SIGNING_KEYS = ["qL4x9Zr2Tn8VbK1mWc7PdS3hJf6Ye0Ug5Ra-Xo2Ni_E"]
 CALENDLY_ALLOW_UNSIGNED = False
 SECURE_SSL_REDIRECT = False
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # noqa: F405
+# The sandbox app (emulators, send_test_booking…) is installed only when wanted; its tests want it.
+if "sandbox" not in INSTALLED_APPS:  # noqa: F405
+    INSTALLED_APPS = [*INSTALLED_APPS, "sandbox"]  # noqa: F405
 # Reconcilers are switched on per test with the `settings` fixture.
 CALSYNC_RECONCILERS = []
 CALSYNC_BOOKING_LOCK_WAIT = 0.5

@@ -5,8 +5,8 @@ from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from bookings import processing
+from bookings.intake import store_delivery
 from bookings.models import Booking, WebhookEvent
-from bookings.webhooks import store_delivery
 from calsync.errors import PermanentSyncError
 from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import SIGNING_KEY, load_fixture
@@ -24,7 +24,7 @@ def reconcilers(settings, fake_reconcilers):
 
 @pytest.fixture
 def failed_event(fake_reconcilers):
-    event = WebhookEvent.objects.get(pk=store_delivery(load_fixture("calendly/invitee_created.json")).data["id"])
+    event = WebhookEvent.objects.get(pk=store_delivery(load_fixture("calendly/invitee_created.json")).event.pk)
     fake_reconcilers.fail["first"] = PermanentSyncError("Kommo answered 401: the token was revoked")
     processing.process_event(event.pk)
     fake_reconcilers.fail.clear()
@@ -89,7 +89,7 @@ def test_booking_pages_render(admin_client, failed_event):
 
 def test_booking_timeline_follows_a_reschedule(admin_client):
     for name in ("reschedule_2_invitee_created_new", "reschedule_1_invitee_canceled_old"):
-        event = WebhookEvent.objects.get(pk=store_delivery(load_fixture(f"calendly/{name}.json")).data["id"])
+        event = WebhookEvent.objects.get(pk=store_delivery(load_fixture(f"calendly/{name}.json")).event.pk)
         processing.process_event(event.pk)
     new = Booking.objects.get(status="scheduled")
     detail = admin_client.get(reverse("admin:bookings_booking_change", args=[new.pk])).content.decode()

@@ -8,8 +8,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from bookings import processing
+from bookings.intake import store_delivery
 from bookings.models import Booking, ProcessingAttempt, WebhookEvent
-from bookings.webhooks import store_delivery
 from calsync.errors import SyncError
 from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import load_fixture
@@ -23,7 +23,7 @@ def reconcilers(settings, fake_reconcilers):
 
 
 def failed_event(fake_reconcilers, name="calendly/invitee_created.json") -> WebhookEvent:
-    event = WebhookEvent.objects.get(pk=store_delivery(load_fixture(name)).data["id"])
+    event = WebhookEvent.objects.get(pk=store_delivery(load_fixture(name)).event.pk)
     fake_reconcilers.fail["first"] = SyncError("Kommo is down")
     processing.process_event(event.pk)
     fake_reconcilers.fail.clear()
@@ -113,7 +113,7 @@ def test_resync_unknown_booking():
 
 
 def test_sweep_events_command_requeues_a_lost_event(django_capture_on_commit_callbacks):
-    event = WebhookEvent.objects.get(pk=store_delivery(load_fixture("calendly/invitee_created.json")).data["id"])
+    event = WebhookEvent.objects.get(pk=store_delivery(load_fixture("calendly/invitee_created.json")).event.pk)
     WebhookEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     with django_capture_on_commit_callbacks(execute=True):
         assert run("sweep_events").strip() == "requeued 1, lost workers 0"

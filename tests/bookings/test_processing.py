@@ -7,9 +7,9 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from bookings import processing
+from bookings.intake import store_delivery
 from bookings.models import Booking, ProcessingAttempt, WebhookEvent
 from bookings.tasks import retry_due_events
-from bookings.webhooks import store_delivery
 from calsync.errors import PermanentSyncError, SyncError
 from tests.bookings.fake_reconcilers import FIRST, SECOND
 from tests.conftest import load_fixture
@@ -25,8 +25,8 @@ def reconcilers(settings, fake_reconcilers):
 
 def stored(name="calendly/invitee_created.json") -> WebhookEvent:
     """Store a delivery without running its on-commit enqueue (as if the process died right after)."""
-    response = store_delivery(load_fixture(name))
-    return WebhookEvent.objects.get(pk=response.data["id"])
+    result = store_delivery(load_fixture(name))
+    return WebhookEvent.objects.get(pk=result.event.pk)
 
 
 def test_pipeline_runs_each_reconciler_in_order_and_records_steps(fake_reconcilers):

@@ -8,9 +8,9 @@ import itertools
 import pytest
 from django.urls import reverse
 
+from bookings.intake import store_delivery
 from bookings.models import Booking, WebhookEvent
 from bookings.processing import process_event
-from bookings.webhooks import store_delivery
 from tests.conftest import load_json, to_body, variant
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +39,7 @@ def uri(name: str) -> str:
 
 
 def deliver(body: dict) -> WebhookEvent:
-    event = WebhookEvent.objects.get(pk=store_delivery(to_body(body)).data["id"])
+    event = WebhookEvent.objects.get(pk=store_delivery(to_body(body)).event.pk)
     process_event(event.pk)
     event.refresh_from_db()
     assert event.status == WebhookEvent.Status.DONE, event.last_error  # never a retry loop

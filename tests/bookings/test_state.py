@@ -4,9 +4,9 @@ import itertools
 
 import pytest
 
+from bookings.intake import Outcome, store_delivery
 from bookings.models import Booking, WebhookEvent
 from bookings.processing import process_event
-from bookings.webhooks import store_delivery
 from tests.conftest import load_fixture, load_json, to_body, variant
 
 pytestmark = pytest.mark.django_db
@@ -31,9 +31,9 @@ ORIGINAL["payload"]["scheduled_event"].pop("cancellation")
 
 def deliver(body) -> WebhookEvent:
     raw = body if isinstance(body, bytes) else to_body(body)
-    response = store_delivery(raw)
-    assert response.status_code in (200, 202), response.data
-    event = WebhookEvent.objects.get(pk=response.data["id"])
+    result = store_delivery(raw)
+    assert result.outcome is not Outcome.UNUSABLE, result.reason
+    event = WebhookEvent.objects.get(pk=result.event.pk)
     process_event(event.pk)
     event.refresh_from_db()
     return event

@@ -18,8 +18,8 @@ from django.contrib.auth.models import Group, User
 from django.db import connections
 
 from bookings import processing
+from bookings.intake import store_delivery
 from bookings.models import WebhookEvent
-from bookings.webhooks import store_delivery
 from crm.models import KommoLink
 from sandbox import demo
 from sandbox.kommo_emulator import KommoEmulator
@@ -60,7 +60,7 @@ def sales_ops_group() -> Group:
 
 
 def deliver(data: dict) -> WebhookEvent:
-    event = WebhookEvent.objects.get(pk=store_delivery(to_body(data)).data["id"])
+    event = WebhookEvent.objects.get(pk=store_delivery(to_body(data)).event.pk)
     processing.process_event(event.pk)
     event.refresh_from_db()
     return event

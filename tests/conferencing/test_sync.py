@@ -17,8 +17,8 @@ from django.core.cache import cache
 from responses import matchers
 
 from bookings import processing
+from bookings.intake import store_delivery
 from bookings.models import Booking, WebhookEvent
-from bookings.webhooks import store_delivery
 from conferencing.models import ZoomMeeting
 from conferencing.sync import event_lock, reconcile
 from conferencing.zoom import CachedToken, CacheTokenStore
@@ -60,8 +60,8 @@ def zoom_settings_key() -> str:
 
 def deliver(data: dict | str) -> WebhookEvent:
     raw = load_json(data) if isinstance(data, str) else data
-    response = store_delivery(to_body(raw))
-    event = WebhookEvent.objects.get(pk=response.data["id"])
+    result = store_delivery(to_body(raw))
+    event = WebhookEvent.objects.get(pk=result.event.pk)
     processing.process_event(event.pk)
     event.refresh_from_db()
     return event
@@ -531,8 +531,8 @@ def test_daily_cap_code_300_defers_to_the_reset_and_keeps_the_in_flight_row(rsps
 
 
 def test_a_booking_near_its_start_without_a_meeting_raises_an_alert(rsps, test_clock):
-    from calsync import alerts
     from calsync.models import Alert
+    from ops import alerts
 
     warm_caches()
     expect_create(rsps, status=400, json=DAILY_CAP)
@@ -547,8 +547,8 @@ def test_a_booking_near_its_start_without_a_meeting_raises_an_alert(rsps, test_c
 
 
 def test_daily_cap_alert_names_the_limit_while_it_lasts(rsps, test_clock):
-    from calsync import alerts
     from calsync.models import Alert
+    from ops import alerts
 
     test_clock.move_to(datetime(2026, 12, 2, 9, tzinfo=UTC))  # the meeting is at 15:00 the same day
     warm_caches()

@@ -9,9 +9,10 @@ import pytest
 from django.core.cache import cache
 
 from bookings import processing
+from bookings.intake import store_delivery
 from bookings.models import Booking, WebhookEvent
-from bookings.webhooks import store_delivery
-from crm.kommo import KommoClient, users_cache_key
+from crm.client import kommo_client
+from crm.kommo import users_cache_key
 from tests.conftest import load_fixture, load_json, to_body
 
 BASE = "https://acme.kommo.com"
@@ -35,7 +36,7 @@ def kommo_settings(settings):
 def sleeps(monkeypatch):
     """Every client the pipeline builds sleeps into this list instead of really sleeping."""
     recorded: list[float] = []
-    monkeypatch.setattr("crm.sync.default_client", lambda: KommoClient.from_settings(sleep=recorded.append))
+    monkeypatch.setattr("crm.sync.default_client", lambda: kommo_client(sleep=recorded.append))
     return recorded
 
 
@@ -89,8 +90,8 @@ def without_deal_id(name: str = "invitee_created.json") -> dict:
 def deliver(body: dict | str) -> tuple[str, WebhookEvent]:
     """Store a delivery and process it through the real pipeline; return (status, event)."""
     raw = load_fixture(f"calendly/{body}") if isinstance(body, str) else to_body(body)
-    response = store_delivery(raw)
-    event = WebhookEvent.objects.get(pk=response.data["id"])
+    result = store_delivery(raw)
+    event = WebhookEvent.objects.get(pk=result.event.pk)
     status = processing.process_event(event.pk)
     event.refresh_from_db()
     return status, event

@@ -18,8 +18,9 @@ from responses import matchers
 from calsync.errors import SyncError
 from calsync.models import Alert
 from crm import oauth
+from crm.client import kommo_client
 from crm.errors import KommoReconnectNeeded, KommoServerError
-from crm.kommo import KommoAuthError, KommoClient, StaticToken
+from crm.kommo import KommoAuthError, StaticToken
 from crm.models import KommoConnection
 from crm.tasks import keep_kommo_oauth_fresh
 from tests.crm.conftest import BASE, TOKEN, kommo
@@ -217,7 +218,7 @@ def test_long_lived_token_is_used_until_oauth_is_configured_and_connected(oauth_
 def test_a_token_far_from_expiry_is_used_as_is(rsps, oauth_settings):
     make_connection(expires_in=3600)
     expect_lead(rsps, OLD_ACCESS)
-    assert KommoClient.from_settings().get_lead(LEAD["id"])["id"] == LEAD["id"]
+    assert kommo_client().get_lead(LEAD["id"])["id"] == LEAD["id"]
     assert len(rsps.calls) == 1
 
 
@@ -226,7 +227,7 @@ def test_refresh_ten_minutes_before_expiry_saves_the_rotated_refresh_token(rsps,
     expect_refresh(rsps)
     expect_lead(rsps, TOKENS["access_token"])
     expect_lead(rsps, TOKENS["access_token"])
-    client = KommoClient.from_settings()
+    client = kommo_client()
     client.get_lead(LEAD["id"])
     client.get_lead(LEAD["id"])  # no second refresh
     row = KommoConnection.objects.get()
@@ -319,21 +320,21 @@ def test_a_401_refreshes_once_and_retries(rsps, oauth_settings):
     expect_lead(rsps, OLD_ACCESS, status=401, json=kommo("error_401.json"))
     expect_refresh(rsps)
     expect_lead(rsps, TOKENS["access_token"])
-    assert KommoClient.from_settings().get_lead(LEAD["id"])["id"] == LEAD["id"]
+    assert kommo_client().get_lead(LEAD["id"])["id"] == LEAD["id"]
     assert len(rsps.calls) == 3
 
 
 def test_a_long_lived_token_401_is_not_retried(rsps):
     expect_lead(rsps, TOKEN, status=401, json=kommo("error_401.json"))
     with pytest.raises(KommoAuthError, match="check KOMMO_ACCESS_TOKEN"):
-        KommoClient.from_settings().get_lead(LEAD["id"])
+        kommo_client().get_lead(LEAD["id"])
     assert len(rsps.calls) == 1
 
 
 def test_refused_refresh_alerts_once_fails_permanently_and_stops_asking(rsps, oauth_settings, caplog):
     make_connection(expires_in=60)
     expect_refresh(rsps, status=400, json=kommo("oauth_invalid_grant.json"))
-    client = KommoClient.from_settings()
+    client = kommo_client()
     with pytest.raises(KommoReconnectNeeded) as caught:
         client.get_lead(LEAD["id"])
     assert not caught.value.retryable and "reconnect Kommo in the admin" in str(caught.value)
@@ -344,7 +345,7 @@ def test_refused_refresh_alerts_once_fails_permanently_and_stops_asking(rsps, oa
     # Every later call fails at once: no refresh storm, no second alert, until someone reconnects.
     for _ in range(3):
         with pytest.raises(KommoReconnectNeeded):
-            KommoClient.from_settings().get_lead(LEAD["id"])
+            kommo_client().get_lead(LEAD["id"])
     assert keep_kommo_oauth_fresh().startswith("Kommo's OAuth connection is broken")
     assert len(rsps.calls) == 1 and Alert.objects.count() == 1
     for secret in (OLD_REFRESH, OLD_ACCESS, CLIENT_SECRET):
@@ -353,7 +354,7 @@ def test_refused_refresh_alerts_once_fails_permanently_and_stops_asking(rsps, oa
     rsps.add(responses.POST, TOKEN_URL, json=TOKENS)
     oauth.connect("new-code", "acme.kommo.com")
     expect_lead(rsps, TOKENS["access_token"])
-    assert KommoClient.from_settings().get_lead(LEAD["id"])["id"] == LEAD["id"]
+    assert kommo_client().get_lead(LEAD["id"])["id"] == LEAD["id"]
 
 
 def test_a_network_error_during_refresh_keeps_the_old_refresh_token(rsps, oauth_settings):

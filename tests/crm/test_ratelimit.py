@@ -6,6 +6,7 @@ import threading
 import pytest
 from django.db import connection
 
+from crm.client import kommo_client
 from crm.models import RateLimitState
 from crm.ratelimit import RateLimitBusy, SharedRateLimiter
 
@@ -136,8 +137,7 @@ def test_slots_leave_a_margin_for_jitter_so_kommo_never_counts_eight_in_a_second
 
 
 def test_the_kommo_client_uses_the_configured_margin(settings):
-    from crm.kommo import KommoClient
 
     settings.KOMMO_BASE_URL, settings.KOMMO_ACCESS_TOKEN = "https://x.kommo.com", "t"
     settings.KOMMO_RATE_MARGIN = 0.05
-    assert KommoClient.from_settings().rate_limiter.interval_us == 150_000
+    assert kommo_client().rate_limiter.interval_us == 150_000

@@ -5,8 +5,8 @@ import requests
 from responses import matchers
 
 from bookings import processing
+from bookings.intake import Outcome, store_delivery
 from bookings.models import Booking
-from bookings.webhooks import store_delivery
 from crm.models import KommoLink, RememberedDeal, marker_token
 from crm.review import assign_deal, create_inbound_lead_for, skip
 from crm.sync import reconcile
@@ -566,7 +566,7 @@ def test_marked_undone_and_marked_again_writes_every_note(rsps):
     assert all("marked as a no-show" in t for t in texts[::2])
     assert not booking().is_no_show
     # A redelivery of any of them is a duplicate, and processing one again writes nothing new.
-    assert store_delivery(to_body(first)).data["duplicate"] is True
+    assert store_delivery(to_body(first)).outcome is Outcome.DUPLICATE
     processing.replay(again, inline=True)
     assert len(rsps.calls) == 8
 

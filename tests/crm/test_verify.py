@@ -10,15 +10,14 @@ from responses import matchers
 
 from bookings.admin import booking_timeline
 from bookings.models import Booking, SyncDrift
-from bookings.processing import resync
-from bookings.verification import live_bookings, verify
-from calsync.alerts import send_alert_digest
-from calsync.metrics import render_metrics
+from bookings.verification import live_bookings, resync, verify
 from calsync.models import Alert
-from crm.kommo import KommoClient
+from crm.client import kommo_client
 from crm.models import KommoLink, RateLimitState
 from crm.ratelimit import SharedRateLimiter
 from crm.verify import LowPriorityLimiter, VerificationYielded, check
+from ops.alerts import send_alert_digest
+from ops.metrics import render_metrics
 from tests.crm.conftest import kommo, sent
 from tests.crm.test_sync import START, TASKS, book_lucia, expect_note, expect_task, methods
 
@@ -172,7 +171,7 @@ def test_tasks_are_read_250_per_request(rsps):
     KommoLink.objects.bulk_create(links)
     rsps.get(TASKS, status=204)
     rsps.get(TASKS, status=204)
-    findings = check(bookings, client=KommoClient.from_settings(sleep=lambda s: None))
+    findings = check(bookings, client=kommo_client(sleep=lambda s: None))
     assert len(findings) == 300 and len(rsps.calls) == 2
     sizes = [c.request.url.count("filter%5Bid%5D%5B%5D=") for c in rsps.calls]
     assert sizes == [250, 50]

@@ -7,11 +7,11 @@ from django.core import mail
 from django.utils import timezone
 
 from bookings import processing
+from bookings.intake import store_delivery
 from bookings.models import Booking, WebhookEvent
-from bookings.webhooks import store_delivery
-from calsync import alerts
 from calsync.models import Alert
-from calsync.tasks import send_alert_digest
+from ops import alerts
+from ops.tasks import send_alert_digest
 from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import load_fixture
 
@@ -29,7 +29,7 @@ def alert_settings(settings, fake_reconcilers):
 
 def failed_event(fake_reconcilers, name: str) -> WebhookEvent:
     fake_reconcilers.fail["first"] = RuntimeError("Kommo answered 402 Payment Required")
-    event = WebhookEvent.objects.get(pk=store_delivery(load_fixture(name)).data["id"])
+    event = WebhookEvent.objects.get(pk=store_delivery(load_fixture(name)).event.pk)
     processing.process_event(event.pk)
     event.refresh_from_db()
     assert event.needs_attention

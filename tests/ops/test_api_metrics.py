@@ -10,7 +10,8 @@ from django.core.cache import cache
 from calsync.http import build_session
 from calsync.models import ApiCallCount
 from conferencing.zoom import ZoomClient
-from crm.kommo import KommoClient, KommoServerError
+from crm.client import kommo_client
+from crm.kommo import KommoServerError
 from tests.conftest import load_json
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +40,7 @@ def test_kommo_calls_are_counted_by_status_including_retries_and_timeouts(rsps):
     rsps.add(responses.GET, url, json=lead)
     rsps.add(responses.GET, url, body=requests.ReadTimeout("slow"))
     rsps.add(responses.GET, url, body=requests.ConnectionError("reset"))
-    client = KommoClient.from_settings(sleep=lambda s: None, read_backoff=(0.0,))
+    client = kommo_client(sleep=lambda s: None, read_backoff=(0.0,))
     assert client.get_lead(lead["id"])["id"] == lead["id"]  # a 502, then a 200
     with pytest.raises(KommoServerError):
         client.get_lead(lead["id"])  # a timeout, then a dropped connection

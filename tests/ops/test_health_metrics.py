@@ -9,8 +9,8 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from bookings import processing
+from bookings.intake import store_delivery
 from bookings.models import Booking, WebhookEvent
-from bookings.webhooks import store_delivery
 from calsync.metrics import observe_api_call
 from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import load_fixture
@@ -27,7 +27,7 @@ def strict_hosts(settings, fake_reconcilers):
 
 
 def stored(name="calendly/invitee_created.json") -> WebhookEvent:
-    return WebhookEvent.objects.get(pk=store_delivery(load_fixture(name)).data["id"])
+    return WebhookEvent.objects.get(pk=store_delivery(load_fixture(name)).event.pk)
 
 
 def test_readyz_ok_with_an_empty_queue(client):
@@ -53,7 +53,7 @@ def test_readyz_503_when_the_queue_lags(client):
 
 
 def test_readyz_503_when_the_database_is_unreachable(client):
-    with mock.patch("calsync.health.connection.cursor", side_effect=OperationalError("could not connect to server")):
+    with mock.patch("ops.health.connection.cursor", side_effect=OperationalError("could not connect to server")):
         response = client.get("/readyz", HTTP_HOST="10.0.0.7")
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "database": False}

@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from bookings import processing
+from bookings.intake import store_delivery
 from bookings.models import Booking
-from bookings.webhooks import store_delivery
 from calsync.logctx import log_context
 from tests.conftest import load_fixture
 
@@ -30,7 +30,7 @@ def log_lines():
 def test_every_line_of_a_sync_carries_event_booking_and_invitee(log_lines, settings):
     settings.CALSYNC_RECONCILERS = ["tests.ops.logging_reconciler.noisy"]
     settings.KOMMO_ACCESS_TOKEN = "kommo-live-token-123"
-    event_id = store_delivery(load_fixture("calendly/invitee_created.json")).data["id"]
+    event_id = store_delivery(load_fixture("calendly/invitee_created.json")).event.pk
     log_lines()  # the intake lines are not part of the sync
     processing.process_event(event_id)
     booking = Booking.objects.get()

@@ -8,10 +8,10 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from bookings import processing
+from bookings.intake import store_delivery
 from bookings.models import Booking, ProcessingAttempt, WebhookEvent
 from bookings.retention import delete_old_events
 from bookings.tasks import redact_old_events
-from bookings.webhooks import store_delivery
 from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import load_fixture, to_body
 
@@ -28,7 +28,7 @@ def events(fake_reconcilers, settings):
     settings.CALSYNC_RETENTION_DAYS = 180
     settings.CALSYNC_RECONCILERS = [FIRST]
     settings.CALSYNC_RETRY_BACKOFF = []
-    old_done = store_delivery(load_fixture("calendly/invitee_created.json")).data["id"]
+    old_done = store_delivery(load_fixture("calendly/invitee_created.json")).event.pk
     processing.process_event(old_done)
     old_ignored = store_delivery(
         to_body(
@@ -42,12 +42,12 @@ def events(fake_reconcilers, settings):
                 },
             }
         )
-    ).data["id"]
+    ).event.pk
     fake_reconcilers.fail["first"] = RuntimeError("kommo down")
-    old_failed = store_delivery(load_fixture("calendly/invitee_canceled.json")).data["id"]
+    old_failed = store_delivery(load_fixture("calendly/invitee_canceled.json")).event.pk
     processing.process_event(old_failed)
     fake_reconcilers.fail.clear()
-    recent_done = store_delivery(load_fixture("calendly/reschedule_2_invitee_created_new.json")).data["id"]
+    recent_done = store_delivery(load_fixture("calendly/reschedule_2_invitee_created_new.json")).event.pk
     processing.process_event(recent_done)
     for pk in (old_done, old_ignored, old_failed):
         aged(pk, 200)
@@ -111,10 +111,10 @@ def finished_and_failed(fake_reconcilers, settings):
     settings.CALSYNC_EVENT_DELETE_DAYS = 400
     settings.CALSYNC_RECONCILERS = [FIRST]
     settings.CALSYNC_RETRY_BACKOFF = []
-    done = store_delivery(load_fixture("calendly/invitee_created.json")).data["id"]
+    done = store_delivery(load_fixture("calendly/invitee_created.json")).event.pk
     processing.process_event(done)
     fake_reconcilers.fail["first"] = RuntimeError("kommo down")
-    failed = store_delivery(load_fixture("calendly/invitee_canceled.json")).data["id"]
+    failed = store_delivery(load_fixture("calendly/invitee_canceled.json")).event.pk
     processing.process_event(failed)
     fake_reconcilers.fail.clear()
     return {"done": done, "failed": failed}

@@ -145,9 +145,9 @@ def test_watch_schedules_exist():
     funcs = set(Schedule.objects.values_list("func", flat=True))
     assert {
         "bookings.tasks.watch_calendly_subscription",
-        "bookings.tasks.reconcile_recent_bookings",
+        "bookings.tasks.backfill_recent_bookings",
         "bookings.tasks.redact_old_events",
-        "calsync.tasks.send_alert_digest",
+        "ops.tasks.send_alert_digest",
     } <= funcs
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from crm.directory import deal_url
+from crm.deal_names import deal_url
 from tests.sandbox.conftest import get
 
 

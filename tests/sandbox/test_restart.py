@@ -16,8 +16,8 @@ from django.core.cache import cache
 from django.core.management import CommandError
 
 from bookings import processing
+from bookings.intake import store_delivery
 from bookings.models import WebhookEvent
-from bookings.webhooks import store_delivery
 from conferencing.models import ZoomMeeting
 from sandbox import calendly_sender as cs
 from sandbox import demo
@@ -163,7 +163,7 @@ def zoom_sync(settings):
 def book_and_sync(settings, zoom_url: str, *, start_hour: int) -> WebhookEvent:
     settings.ZOOM_API_URL, settings.ZOOM_OAUTH_URL = f"{zoom_url}/v2", f"{zoom_url}/oauth/token"
     booking = cs.booking(start=cs.datetime(2026, 12, 1, start_hour, tzinfo=cs.UTC))
-    event = WebhookEvent.objects.get(pk=store_delivery(cs.encode(cs.created(booking))).data["id"])
+    event = WebhookEvent.objects.get(pk=store_delivery(cs.encode(cs.created(booking))).event.pk)
     processing.process_event(event.pk)
     event.refresh_from_db()
     return event

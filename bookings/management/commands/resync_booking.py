@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bookings.models import Booking
-from bookings.processing import resync
+from bookings.verification import resync
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ import time
 from django.core.management.base import BaseCommand, CommandParser
 
 from bookings.processing import sweep
-from bookings.tasks import enqueue_processing
+from bookings.queue import enqueue_processing
 
 
 class Command(BaseCommand):

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 
 from calsync.errors import SyncError
+from crm.client import kommo_client
 from crm.kommo import KommoClient
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def describe_deals(deals: list[dict], client: KommoClient | None = None) -> list
     """Candidate deals (as stored on KommoLink, or as Kommo returns leads) with readable names and a link."""
     if not deals:
         return []
-    pipelines, stages, users = _names(client or KommoClient.from_settings())
+    pipelines, stages, users = _names(client or kommo_client())
     described = []
     for deal in deals:
         pipeline_id, status_id = deal.get("pipeline_id"), deal.get("status_id")
@@ -67,6 +68,6 @@ def describe_deals(deals: list[dict], client: KommoClient | None = None) -> list
 
 def check_deal(lead_id: int, client: KommoClient | None = None) -> dict | None:
     """The deal as Kommo has it now, described for people; None if Kommo has no such deal."""
-    client = client or KommoClient.from_settings()
+    client = client or kommo_client()
     lead = client.get_lead(lead_id)
     return describe_deals([lead], client)[0] if lead else None

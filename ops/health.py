@@ -66,7 +66,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
             return JsonResponse({"error": "metrics need Authorization: Bearer <CALSYNC_METRICS_TOKEN>"}, status=401)
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    from calsync.metrics import render_metrics
+    from ops.metrics import render_metrics
 
     try:
         body = render_metrics()

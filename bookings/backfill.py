@@ -4,7 +4,7 @@ For every event starting in a window (the API filters on start time only:
 https://developer.calendly.com/api-docs/calendly-api/scheduled-events/list-scheduled-events) and
 every invitee whose state differs from our booking (missing, or cancelled there but live here), build a
 delivery shaped exactly like Calendly's webhook (envelope + invitee + embedded `scheduled_event`) and
-store it through `store_delivery(source=reconciliation)`. It then follows the same pipeline as a real
+store it through `intake.store_delivery(source=reconciliation)`. It then follows the same pipeline as a real
 webhook, and the (kind, invitee URI) key de-duplicates it against one that arrives late.
 
 Cheap when nothing is missing: an event whose `invitees_counter` matches our bookings for it needs no
@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 from django.utils import timezone
 
+from bookings import intake
 from bookings.calendly import (
     CALENDLY_CONFERENCE_TYPES,
     CONFERENCE_FAILED,
@@ -40,7 +41,6 @@ from bookings.calendly_api import CalendlyClient, CalendlyNotFound
 from bookings.models import Booking, WebhookEvent
 from bookings.processing import replay
 from bookings.subscriptions import find_owner
-from bookings.webhooks import store_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ IN_FLIGHT = Q(status__in=[WebhookEvent.Status.RECEIVED, WebhookEvent.Status.PROC
 
 
 @dataclass
-class ReconcileReport:
+class BackfillReport:
     since: datetime
     until: datetime
     dry_run: bool = False
@@ -114,7 +114,7 @@ def event_in_sync(event: dict, bookings: list[Booking]) -> bool:
     return live == 0 if event.get("status") == "canceled" else live == active
 
 
-class Reconciler:
+class Backfill:
     def __init__(
         self,
         client: CalendlyClient,
@@ -129,8 +129,8 @@ class Reconciler:
         self.enqueue = enqueue
         self.known_events: dict[str, dict] = {}
 
-    def run(self, since: datetime, until: datetime) -> ReconcileReport:
-        report = ReconcileReport(since=since, until=until, dry_run=self.dry_run)
+    def run(self, since: datetime, until: datetime) -> BackfillReport:
+        report = BackfillReport(since=since, until=until, dry_run=self.dry_run)
         owner = find_owner(self.client)
         self.created_by = owner.user
         filters = {"organization": owner.organization} if owner.scope == "organization" else {"user": owner.user}
@@ -149,7 +149,7 @@ class Reconciler:
         logger.info("calendly reconciliation: %s", report.summary())
         return report
 
-    def _check_events(self, events: list[dict], report: ReconcileReport) -> None:
+    def _check_events(self, events: list[dict], report: BackfillReport) -> None:
         if not events:
             return
         ours: dict[str, list[Booking]] = {}
@@ -167,7 +167,7 @@ class Reconciler:
                 if _waiting_for_link(booking, self.now):
                     self._refresh_link(booking, event, report)
 
-    def _check_invitees(self, event: dict, bookings: dict[str, Booking], report: ReconcileReport) -> None:
+    def _check_invitees(self, event: dict, bookings: dict[str, Booking], report: BackfillReport) -> None:
         for invitee in self.client.list_event_invitees(event["uri"]):
             report.invitees_checked += 1
             uri = invitee.get("uri") or ""
@@ -181,13 +181,13 @@ class Reconciler:
             if self.dry_run:
                 report.stored.append((kind, uri, None))
                 continue
-            response = store_delivery(delivery_body(kind, invitee, event, self.created_by), source=_SOURCE)
-            report.stored.append((kind, uri, response.data.get("id")))
-            logger.info("reconciliation stored missed %s as event %s", kind, response.data.get("id"))
+            result = intake.store_delivery(delivery_body(kind, invitee, event, self.created_by), source=_SOURCE)
+            report.stored.append((kind, uri, result.event.pk))
+            logger.info("reconciliation stored missed %s as event %s", kind, result.event.pk)
 
     # --- conference links still being made ----------------------------------------------------------
 
-    def refresh_pending_links(self, report: ReconcileReport) -> None:
+    def refresh_pending_links(self, report: BackfillReport) -> None:
         """Bookings outside the window (or not listed) still waiting for Calendly's conference link."""
         pending = waiting_for_link(self.now).exclude(event_uri__in=list(self.known_events))
         for booking in pending.order_by("start_at")[:MAX_LINK_LOOKUPS]:
@@ -199,7 +199,7 @@ class Reconciler:
             self.known_events[booking.event_uri] = event
             self._refresh_link(booking, event, report)
 
-    def _refresh_link(self, booking: Booking, event: dict, report: ReconcileReport) -> None:
+    def _refresh_link(self, booking: Booking, event: dict, report: BackfillReport) -> None:
         if refresh_conference_link(booking, event, dry_run=self.dry_run, now=self.now, enqueue=self.enqueue):
             report.links_refreshed.append(booking.pk)
 
@@ -275,7 +275,7 @@ def refresh_conference_link(
     return True
 
 
-def reconcile_window(
+def backfill_window(
     client: CalendlyClient,
     since: datetime,
     until: datetime,
@@ -283,8 +283,8 @@ def reconcile_window(
     dry_run: bool = False,
     now: datetime | None = None,
     enqueue: Callable[[int, str], None] | None = None,
-) -> ReconcileReport:
-    return Reconciler(client, dry_run=dry_run, now=now, enqueue=enqueue).run(since, until)
+) -> BackfillReport:
+    return Backfill(client, dry_run=dry_run, now=now, enqueue=enqueue).run(since, until)
 
 
 def rolling_window(now: datetime, past_hours: float, future_days: float) -> tuple[datetime, datetime]:

@@ -1,4 +1,4 @@
-"""Finding a booking's KommoLink (one per meeting chain), its CRM status, and the sync settings."""
+"""A booking's CRM side: its KommoLink (one per meeting chain), its CRM status, and the sync settings."""
 
 from __future__ import annotations
 

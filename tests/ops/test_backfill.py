@@ -11,11 +11,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from bookings import processing
+from bookings.backfill import backfill_window
 from bookings.calendly_api import CalendlyClient
+from bookings.intake import store_delivery
 from bookings.models import Booking, WebhookEvent
-from bookings.reconciliation import reconcile_window
-from bookings.tasks import RECONCILE_LOCK, reconcile_recent_bookings
-from bookings.webhooks import store_delivery
+from bookings.tasks import BACKFILL_LOCK, backfill_recent_bookings
 from tests.bookings.fake_reconcilers import FIRST
 from tests.conftest import load_fixture, load_json, to_body, variant
 from tests.ops import recording_reconciler
@@ -36,15 +36,15 @@ def run(django_capture_on_commit_callbacks):
 
     def _run(**kw):
         with django_capture_on_commit_callbacks(execute=True):
-            return reconcile_window(CalendlyClient.from_settings(), SINCE, UNTIL, now=NOW, **kw)
+            return backfill_window(CalendlyClient.from_settings(), SINCE, UNTIL, now=NOW, **kw)
 
     return _run
 
 
 def booked(fixture=CREATED, data=None) -> Booking:
     """A booking calsync already has: the webhook arrived and was processed."""
-    response = store_delivery(to_body(data) if data is not None else load_fixture(fixture))
-    processing.process_event(response.data["id"])
+    result = store_delivery(to_body(data) if data is not None else load_fixture(fixture))
+    processing.process_event(result.event.pk)
     return Booking.objects.get(invitee_uri=(data or load_json(fixture))["payload"]["uri"])
 
 
@@ -162,8 +162,8 @@ def test_an_invitee_already_in_the_pipeline_is_not_stored_again(fake_reconcilers
     from calsync.errors import SyncError
 
     fake_reconcilers.fail["first"] = SyncError("kommo down")
-    response = store_delivery(load_fixture(CREATED))
-    processing.process_event(response.data["id"])  # failed, retry pending
+    result = store_delivery(load_fixture(CREATED))
+    processing.process_event(result.event.pk)  # failed, retry pending
     fake_reconcilers.fail.clear()
     # Its booking exists but the invitee is now cancelled and that webhook is already stored.
     cancel = store_delivery(load_fixture(CANCELED))
@@ -176,8 +176,8 @@ def test_an_invitee_already_in_the_pipeline_is_not_stored_again(fake_reconcilers
     report = run()
 
     assert report.stored == []
-    assert report.already_stored == [("invitee.canceled", invitee["uri"], cancel.data["id"])]
-    assert WebhookEvent.objects.get(pk=cancel.data["id"]).deliveries == 1  # not counted as a redelivery
+    assert report.already_stored == [("invitee.canceled", invitee["uri"], cancel.event.pk)]
+    assert WebhookEvent.objects.get(pk=cancel.event.pk).deliveries == 1  # not counted as a redelivery
 
 
 def test_dry_run_reports_and_stores_nothing(rsps, run):
@@ -263,7 +263,7 @@ def test_a_conference_calendly_failed_to_make_is_no_longer_waited_for(rsps, run,
     assert booking.location_status == "failed" and not booking.calendly_owns_conference
     # Synced again, now as a booking whose meeting is calsync's to make; and no longer polled.
     assert len(recorder) == 2 and WebhookEvent.objects.get().status == "done"
-    from bookings.reconciliation import waiting_for_link
+    from bookings.backfill import waiting_for_link
 
     assert not waiting_for_link(booking.start_at).exists()
 
@@ -278,7 +278,7 @@ def test_reconcile_command_dry_run(rsps):
     mock_events(rsps, "canceled", [])
     mock_invitees(rsps, event, [invitee])
     out = StringIO()
-    call_command("calendly_reconcile", "--since", "2026-12-01", "--until", "2026-12-31", "--dry-run", stdout=out)
+    call_command("calendly_backfill", "--since", "2026-12-01", "--until", "2026-12-31", "--dry-run", stdout=out)
     assert f"would store invitee.created {invitee['uri']}" in out.getvalue()
     assert not WebhookEvent.objects.exists()
 
@@ -291,10 +291,10 @@ def test_reconcile_command_refuses_a_bad_window():
 
 
 def test_scheduled_reconciliation_skips_without_a_token_or_while_one_runs(settings):
-    cache.add(RECONCILE_LOCK, "1", timeout=60)
-    assert reconcile_recent_bookings() == "skipped: a reconciliation is already running"
+    cache.add(BACKFILL_LOCK, "1", timeout=60)
+    assert backfill_recent_bookings() == "skipped: a reconciliation is already running"
     settings.CALENDLY_API_TOKEN = ""
-    assert reconcile_recent_bookings().startswith("skipped: CALENDLY_API_TOKEN")
+    assert backfill_recent_bookings().startswith("skipped: CALENDLY_API_TOKEN")
 
 
 def test_scheduled_reconciliation_runs_the_rolling_window(rsps, settings):
@@ -303,5 +303,5 @@ def test_scheduled_reconciliation_runs_the_rolling_window(rsps, settings):
     mock_me(rsps)
     mock_events(rsps, "active", [])
     mock_events(rsps, "canceled", [])
-    assert "0 event(s)" in reconcile_recent_bookings()
-    assert cache.get(RECONCILE_LOCK) is None  # released
+    assert "0 event(s)" in backfill_recent_bookings()
+    assert cache.get(BACKFILL_LOCK) is None  # released
