@@ -8,6 +8,7 @@ Nothing else writes `WebhookEvent.status`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 import uuid
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -51,12 +52,54 @@ def _short_error(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Reconciler:
+    """A step of the sync. A reconciler function may carry a `prepare(booking)` attribute: reads it can
+    make ahead (no writes), run alongside the steps before it; its result is passed as `prepared=`."""
+
     name: str  # the app label: "conferencing", "crm", …
-    func: Callable[[Booking], object]
+    func: Callable[..., object]
+
+    @property
+    def prepare(self) -> Callable[[Booking], object] | None:
+        return getattr(self.func, "prepare", None)
 
 
 def get_reconcilers() -> list[Reconciler]:
     return [Reconciler(path.split(".")[0], import_string(path)) for path in settings.CALSYNC_RECONCILERS]
+
+
+class Ahead:
+    """A reconciler's `prepare` running in a thread of its own while the steps before it run.
+
+    The steps talk to different APIs (a Zoom meeting being created while Kommo is searched), so running
+    them side by side takes the slower one's time instead of the sum. A `prepare` that fails fails its
+    reconciler's step with that error, as the same reads would have inside the reconciler."""
+
+    def __init__(self, booking: Booking, prepare: Callable[[Booking], object], *, concurrent: bool):
+        self.result: object = None
+        self.error: BaseException | None = None
+        self._booking, self._prepare = booking, prepare
+        self._thread = threading.Thread(target=self._run, name="calsync-prepare", daemon=True) if concurrent else None
+        if self._thread is not None:
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with log_context(booking_id=self._booking.pk, invitee_uri=self._booking.invitee_uri):
+                self.result = self._prepare(self._booking)
+        except Exception as exc:
+            self.error = exc
+        finally:
+            if self._thread is not None:
+                connections.close_all()  # this thread's connections only
+
+    def get(self) -> object:
+        if self._thread is None:
+            self._run()
+        else:
+            self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 # --- booking lease ----------------------------------------------------------------------------------
@@ -105,11 +148,19 @@ def run_reconcilers(bookings: Sequence[Booking], steps: list[dict]) -> list[tupl
     failures: list[tuple[str, BaseException]] = []
     reconcilers = get_reconcilers()
     for booking in bookings:
-        for reconciler in reconcilers:
+        ahead = {
+            i: Ahead(booking, r.prepare, concurrent=settings.CALSYNC_CONCURRENT_STEPS)
+            for i, r in enumerate(reconcilers)
+            if r.prepare is not None
+        }
+        for i, reconciler in enumerate(reconcilers):
             fresh = Booking.objects.get(pk=booking.pk)  # each step sees what the previous one recorded
             try:
                 with log_context(booking_id=booking.pk, invitee_uri=booking.invitee_uri):
-                    detail = reconciler.func(fresh)
+                    if i in ahead:
+                        detail = reconciler.func(fresh, prepared=ahead[i].get())
+                    else:
+                        detail = reconciler.func(fresh)
             except Exception as exc:
                 logger.warning("step %s failed for booking %s: %s", reconciler.name, booking.pk, _short_error(exc))
                 steps.append({"step": reconciler.name, "booking": booking.pk, "ok": False, "detail": _short_error(exc)})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
@@ -51,13 +52,58 @@ def is_configured() -> bool:
     return bool(settings.KOMMO_BASE_URL and settings.KOMMO_ACCESS_TOKEN) or is_connected()
 
 
-def reconcile(booking: Booking, *, client: KommoClient | None = None) -> str:
-    """The CALSYNC_RECONCILERS entry point: a short summary of what was done."""
+def reconcile(booking: Booking, *, client: KommoClient | None = None, prepared: Lookup | None = None) -> str:
+    """The CALSYNC_RECONCILERS entry point: a short summary of what was done.
+
+    `prepared`: the deal lookup `prepare` made ahead (while the meeting was being created), if any."""
     if client is None:
         if not is_configured():
             return "Kommo not configured"
         client = default_client()
-    return BookingSync(booking, client).run()
+    return BookingSync(booking, client, prepared=prepared).run()
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What choosing the deal reads from Kommo: the invitee's contacts and every deal they or the booking name."""
+
+    email: str
+    explicit: list[ExplicitDealId]
+    contacts: list[dict]
+    fetched: list[dict]
+
+
+def lookup(booking: Booking, cfg: CrmSettings, client: KommoClient) -> Lookup:
+    explicit: list[ExplicitDealId] = []
+    answer = booking.answer_to(cfg.deal_id_question) if cfg.deal_id_question else None
+    if answer:
+        explicit.append(ExplicitDealId("deal_id_answer", answer, parse_deal_id(answer)))
+    utm = deal_id_from_tracking(booking.tracking, cfg.utm_field, cfg.utm_prefix) if cfg.utm_field else None
+    if utm:
+        explicit.append(utm)
+    ids = {e.lead_id for e in explicit if e.lead_id is not None}
+    # Two requests whatever was named: the invitee's contacts (with their deal ids), then every deal
+    # in one list: theirs and the named ones (with their contacts, to check a named deal is theirs).
+    contacts = client.find_contacts_by_email(booking.invitee_email)
+    lead_ids = {i for c in contacts for i in contact_lead_ids(c)}
+    fetched = client.get_leads(lead_ids | ids, with_contacts=bool(ids)) if lead_ids | ids else []
+    return Lookup(booking.invitee_email, explicit, contacts, fetched)
+
+
+def prepare(booking: Booking) -> Lookup | None:
+    """Read ahead what choosing the deal needs, for a booking whose deal is not chosen yet.
+
+    Only reads (no write, no record): processing may run it alongside the other reconcilers (the Zoom
+    meeting is being created meanwhile; the note needs its join link, the lookup does not). `reconcile`
+    uses it if it still fits, and looks again itself otherwise."""
+    if not is_configured() or not booking.is_live or booking.rescheduled_from_id:
+        return None
+    if link_for(booking) is not None:  # chosen before, or waiting for staff: nothing to read ahead
+        return None
+    return lookup(booking, CrmSettings.load(), default_client())
+
+
+reconcile.prepare = prepare  # type: ignore[attr-defined]
 
 
 def _hash(text: str) -> str:
@@ -65,8 +111,11 @@ def _hash(text: str) -> str:
 
 
 class BookingSync:
-    def __init__(self, booking: Booking, client: KommoClient, cfg: CrmSettings | None = None):
+    def __init__(
+        self, booking: Booking, client: KommoClient, cfg: CrmSettings | None = None, prepared: Lookup | None = None
+    ):
         self.b = booking
+        self.prepared = prepared
         self.client = client
         self.cfg = cfg or CrmSettings.load()
         self.token = marker_token(booking.invitee_uri)
@@ -150,19 +199,11 @@ class BookingSync:
 
     def _match(self):
         b, cfg, client = self.b, self.cfg, self.client
-        explicit: list[ExplicitDealId] = []
-        answer = b.answer_to(cfg.deal_id_question) if cfg.deal_id_question else None
-        if answer:
-            explicit.append(ExplicitDealId("deal_id_answer", answer, parse_deal_id(answer)))
-        utm = deal_id_from_tracking(b.tracking, cfg.utm_field, cfg.utm_prefix) if cfg.utm_field else None
-        if utm:
-            explicit.append(utm)
+        found = self.prepared if self.prepared is not None and self.prepared.email == b.invitee_email else None
+        found = found or lookup(b, cfg, client)
+        explicit, contacts, fetched = found.explicit, found.contacts, found.fetched
         ids = {e.lead_id for e in explicit if e.lead_id is not None}
-        # Two requests whatever was named: the invitee's contacts (with their deal ids), then every deal
-        # in one list: theirs and the named ones (with their contacts, to check a named deal is theirs).
-        contacts = client.find_contacts_by_email(b.invitee_email)
         lead_ids = {i for c in contacts for i in contact_lead_ids(c)}
-        fetched = client.get_leads(lead_ids | ids, with_contacts=bool(ids)) if lead_ids | ids else []
         explicit_leads = {int(lead["id"]): lead for lead in fetched if int(lead["id"]) in ids}
         leads = [lead for lead in fetched if int(lead["id"]) in lead_ids]
         remembered_lead = None
