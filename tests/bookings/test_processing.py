@@ -320,3 +320,48 @@ def test_a_failed_prepare_fails_its_step_as_the_same_read_inside_it_would(side_b
     attempt = ProcessingAttempt.objects.get(event=event)
     assert [s["ok"] for s in attempt.steps] == [True, True, False]  # the meeting step still ran
     assert "Kommo search timed out" in attempt.steps[-1]["detail"] and "prepared" not in side_by_side
+
+
+# --- the database broker's task is written in the event's own transaction ----------------------------------
+
+
+@pytest.fixture
+def orm_broker(monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(Conf, "ORM", "default")
+
+
+def test_the_database_brokers_task_commits_with_the_event(orm_broker):
+    from django_q.models import OrmQ
+
+    event = stored()
+    assert OrmQ.objects.count() == 1  # written at once, in the event's transaction: no on-commit step
+    assert WebhookEvent.objects.get(pk=event.pk).status == "received"
+
+
+def test_the_database_brokers_task_rolls_back_with_the_event(orm_broker):
+    from django.db import transaction
+    from django_q.models import OrmQ
+
+    from bookings.tasks import enqueue_processing
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        enqueue_processing(12345)
+        raise RuntimeError("the event's INSERT failed")
+    assert OrmQ.objects.count() == 0  # no task left for an event that was never stored
+
+
+def test_other_brokers_are_told_after_the_commit(monkeypatch, django_capture_on_commit_callbacks):
+    from django.db import transaction
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(Conf, "ORM", None)
+
+    from bookings.tasks import enqueue_processing
+
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        enqueue_processing(12345)
+    assert len(callbacks) == 1  # a Redis worker must not start before the row is visible
