@@ -245,6 +245,9 @@ CALSYNC_RECONCILERS = env.list("CALSYNC_RECONCILERS", default=["conferencing.syn
 # Run a reconciler's read-ahead (`prepare`, e.g. Kommo's deal lookup) in a thread alongside the steps
 # before it (the Zoom meeting), instead of after them.
 CALSYNC_CONCURRENT_STEPS = env.bool("CALSYNC_CONCURRENT_STEPS", default=True)
+# Events waiting in the queue that one worker takes together (a burst), so that Kommo gets their deals,
+# notes and tasks in one request each instead of one per booking; 1 = one event at a time.
+CALSYNC_BATCH_SIZE = env.int("CALSYNC_BATCH_SIZE", default=50)
 # Seconds to wait before each automatic retry of a failed event; after the last, a human decides.
 CALSYNC_RETRY_BACKOFF = env.list("CALSYNC_RETRY_BACKOFF", cast=int, default=[60, 300, 1800, 7200, 43200])
 # An event still `received` this long after it arrived was never picked up (lost enqueue): sweep it.

@@ -16,6 +16,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.utils import timezone
@@ -36,8 +37,12 @@ from crm.matching import (
 from crm.models import KommoLink, RememberedDeal, marker_token
 from crm.no_show import pending_no_show_note
 
+if TYPE_CHECKING:
+    from crm.batching import WriteBatch
+
 logger = logging.getLogger(__name__)
 
+TASK_ARGS = ("text", "complete_till", "duration", "task_type_id", "responsible_user_id")
 LINK_STATE_FIELDS = ["pending_writes", "note_ids", "task_id", "task_state", "join_url_noted", "updated_at"]
 
 
@@ -73,7 +78,8 @@ class Lookup:
     fetched: list[dict]
 
 
-def lookup(booking: Booking, cfg: CrmSettings, client: KommoClient) -> Lookup:
+def explicit_deal_ids(booking: Booking, cfg: CrmSettings) -> list[ExplicitDealId]:
+    """The deals the booking names itself: an answer to the deal-id question, a tracking (UTM) field."""
     explicit: list[ExplicitDealId] = []
     answer = booking.answer_to(cfg.deal_id_question) if cfg.deal_id_question else None
     if answer:
@@ -81,6 +87,11 @@ def lookup(booking: Booking, cfg: CrmSettings, client: KommoClient) -> Lookup:
     utm = deal_id_from_tracking(booking.tracking, cfg.utm_field, cfg.utm_prefix) if cfg.utm_field else None
     if utm:
         explicit.append(utm)
+    return explicit
+
+
+def lookup(booking: Booking, cfg: CrmSettings, client: KommoClient) -> Lookup:
+    explicit = explicit_deal_ids(booking, cfg)
     ids = {e.lead_id for e in explicit if e.lead_id is not None}
     # Two requests whatever was named: the invitee's contacts (with their deal ids), then every deal
     # in one list: theirs and the named ones (with their contacts, to check a named deal is theirs).
@@ -103,7 +114,23 @@ def prepare(booking: Booking) -> Lookup | None:
     return lookup(booking, CrmSettings.load(), default_client())
 
 
+def _reconcile_batch(bookings, *, prepared=None):
+    from crm.batching import reconcile_batch
+
+    return reconcile_batch(bookings, prepared=prepared)
+
+
+def _lookup_batch(bookings):
+    from crm.batching import lookup_batch
+
+    return lookup_batch(bookings)
+
+
+_reconcile_batch.prepare = _lookup_batch  # type: ignore[attr-defined]
+
+
 reconcile.prepare = prepare  # type: ignore[attr-defined]
+reconcile.batch = _reconcile_batch  # type: ignore[attr-defined]
 
 
 def _hash(text: str) -> str:
@@ -112,10 +139,19 @@ def _hash(text: str) -> str:
 
 class BookingSync:
     def __init__(
-        self, booking: Booking, client: KommoClient, cfg: CrmSettings | None = None, prepared: Lookup | None = None
+        self,
+        booking: Booking,
+        client: KommoClient,
+        cfg: CrmSettings | None = None,
+        prepared: Lookup | None = None,
+        batch: WriteBatch | None = None,
     ):
         self.b = booking
         self.prepared = prepared
+        # With a batch, the booking's first note and its task are recorded as pending and handed to the
+        # batch, which sends them with other bookings' in one request each (crm.batching).
+        self.batch = batch
+        self._deferred_join = ""
         self.client = client
         self.cfg = cfg or CrmSettings.load()
         self.token = marker_token(booking.invitee_uri)
@@ -287,7 +323,7 @@ class BookingSync:
         if restored and link.task_id is None and b.is_live:  # a person deleted the task in Kommo
             self._note(link.lead_id, f"task_restored-{restored}", "note_task_restored")
         self._task()
-        if join_url and link.join_url_noted != join_url:
+        if join_url and link.join_url_noted != join_url and self._deferred_join != join_url:
             kind = f"joinlink-{_hash(join_url)}"
             for lead_id in link.note_lead_ids:
                 self._note(lead_id, kind, "note_join_link", join_url=join_url)
@@ -316,7 +352,9 @@ class BookingSync:
             if join_url and (adopted_text is None or join_url in adopted_text):
                 self.link.join_url_noted = join_url
 
-        self._once(key, marker, lead_id, "notes", lambda: self.client.add_note(lead_id, text), record)
+        queued = (lead_id, text) if kind == "booked" else None
+        if self._once(key, marker, lead_id, "notes", lambda: self.client.add_note(lead_id, text), record, queued):
+            self._deferred_join = join_url
 
     def _task_fields(self) -> tuple[dict, str]:
         b = self.b
@@ -343,21 +381,25 @@ class BookingSync:
                 # (before a reschedule, maybe): leave them unknown so the check below sets them.
                 link.task_state = {**desired, "completed": False} if adopted_text is None else {"completed": False}
 
-            self._once(
+            fields = KommoClient.task_fields(
+                link.lead_id,
+                text=text,
+                complete_till=desired["complete_till"],
+                duration=desired["duration"],
+                task_type_id=self.cfg.task_type_id,
+                responsible_user_id=responsible,
+            )
+            deferred = self._once(
                 "task",
                 f"[calsync:{link.marker}/task]",
                 link.lead_id,
                 "tasks",
-                lambda: self.client.create_task(
-                    link.lead_id,
-                    text=text,
-                    complete_till=desired["complete_till"],
-                    duration=desired["duration"],
-                    task_type_id=self.cfg.task_type_id,
-                    responsible_user_id=responsible,
-                ),
+                lambda: self.client.create_task(link.lead_id, **{k: v for k, v in fields.items() if k in TASK_ARGS}),
                 record,
+                fields,
             )
+            if deferred:
+                return
             self.done.append(f"task {link.task_id}")
             if "complete_till" in link.task_state:
                 return
@@ -399,8 +441,12 @@ class BookingSync:
         kind: str,
         create: Callable[[], int],
         record: Callable[[int, str | None], None],
-    ) -> None:
-        """Create one note or task exactly once, adopting a copy a lost answer left behind."""
+        queued: object = None,
+    ) -> bool:
+        """Create one note or task exactly once, adopting a copy a lost answer left behind.
+
+        True if it was handed to the batch (`queued`: what the batch sends): recorded as pending like any
+        write before it is sent, so a batch whose answer is lost is settled by the markers as one write is."""
         link = self.link
         if key in link.pending_writes:
             found = self._find_marker(kind, lead_id, marker)
@@ -409,8 +455,11 @@ class BookingSync:
                 record(*found)
                 link.save(update_fields=LINK_STATE_FIELDS)
                 self.done.append(f"adopted {kind[:-1]} {found[0]}")
-                return
+                return False
         self._mark_pending(key)
+        if self.batch is not None and queued is not None:
+            self.batch.add(kind, self, key, queued, record)
+            return True
         try:
             new_id = create()
         except KommoUncertainWrite:
@@ -418,9 +467,14 @@ class BookingSync:
         except Exception:
             self._clear_pending(key)  # Kommo said no (or we never sent it): nothing was written
             raise
-        link.pending_writes.pop(key, None)
+        self.written(kind, key, new_id, record)
+        return False
+
+    def written(self, kind: str, key: str, new_id: int, record: Callable[[int, str | None], None]) -> None:
+        """Kommo answered with the new item's id: record it (pending no more)."""
+        self.link.pending_writes.pop(key, None)
         record(new_id, None)
-        link.save(update_fields=LINK_STATE_FIELDS)
+        self.link.save(update_fields=LINK_STATE_FIELDS)
         if kind == "notes":
             self.done.append(f"note {new_id}")
 
