@@ -103,17 +103,15 @@ def _bump_existing(key: str) -> WebhookEvent:
 def _create_or_existing(key: str, **fields) -> tuple[WebhookEvent, bool]:
     """Insert the event, or return the one already stored under the same key (a redelivery).
 
-    The unique key settles races between two identical deliveries arriving at once.
+    The unique key settles races between two identical deliveries arriving at once, and redeliveries
+    (rare): no look-up first, one transaction (event, task, counters) and one commit per new delivery.
     """
-    existing = WebhookEvent.objects.filter(dedupe_key=key).only("pk").first()
-    if existing is not None:
-        return _bump_existing(key), False
     try:
         with transaction.atomic():
             event = WebhookEvent.objects.create(dedupe_key=key, **fields)
             if event.status == WebhookEvent.Status.RECEIVED:
                 enqueue_processing(event.pk)
+            count_event_stored(event.kind, event.source)
     except IntegrityError:
         return _bump_existing(key), False
-    count_event_stored(event.kind, event.source)
     return event, True

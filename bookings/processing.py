@@ -8,6 +8,7 @@ Nothing else writes `WebhookEvent.status`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 import uuid
@@ -15,9 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -50,12 +52,63 @@ def _short_error(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Reconciler:
+    """A step of the sync. A reconciler function may carry a `prepare(booking)` attribute: reads it can
+    make ahead (no writes), run alongside the steps before it; its result is passed as `prepared=`."""
+
     name: str  # the app label: "conferencing", "crm", …
-    func: Callable[[Booking], object]
+    func: Callable[..., object]
+
+    @property
+    def prepare(self) -> Callable[[Booking], object] | None:
+        return getattr(self.func, "prepare", None)
+
+    @property
+    def batch(self) -> Callable[[list[Booking]], dict[int, object]] | None:
+        """`batch(bookings)`: several bookings at once, per booking pk the detail or the exception."""
+        return getattr(self.func, "batch", None)
 
 
 def get_reconcilers() -> list[Reconciler]:
     return [Reconciler(path.split(".")[0], import_string(path)) for path in settings.CALSYNC_RECONCILERS]
+
+
+class Ahead:
+    """A reconciler's `prepare` running in a thread of its own while the steps before it run.
+
+    The steps talk to different APIs (a Zoom meeting being created while Kommo is searched), so running
+    them side by side takes the slower one's time instead of the sum. A `prepare` that fails fails its
+    reconciler's step with that error, as the same reads would have inside the reconciler."""
+
+    def __init__(self, booking: Booking | list[Booking], prepare: Callable[[Any], object], *, concurrent: bool):
+        self.result: object = None
+        self.error: BaseException | None = None
+        self._booking, self._prepare = booking, prepare
+        self._thread = threading.Thread(target=self._run, name="calsync-prepare", daemon=True) if concurrent else None
+        if self._thread is not None:
+            self._thread.start()
+
+    def _run(self) -> None:
+        booking = self._booking
+        try:
+            if isinstance(booking, list):  # a batch: its log lines carry no single booking
+                self.result = self._prepare(booking)
+                return
+            with log_context(booking_id=booking.pk, invitee_uri=booking.invitee_uri):
+                self.result = self._prepare(booking)
+        except Exception as exc:
+            self.error = exc
+        finally:
+            if self._thread is not None:
+                connections.close_all()  # this thread's connections only
+
+    def get(self) -> object:
+        if self._thread is None:
+            self._run()
+        else:
+            self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 # --- booking lease ----------------------------------------------------------------------------------
@@ -104,11 +157,19 @@ def run_reconcilers(bookings: Sequence[Booking], steps: list[dict]) -> list[tupl
     failures: list[tuple[str, BaseException]] = []
     reconcilers = get_reconcilers()
     for booking in bookings:
-        for reconciler in reconcilers:
+        ahead = {
+            i: Ahead(booking, r.prepare, concurrent=settings.CALSYNC_CONCURRENT_STEPS)
+            for i, r in enumerate(reconcilers)
+            if r.prepare is not None
+        }
+        for i, reconciler in enumerate(reconcilers):
             fresh = Booking.objects.get(pk=booking.pk)  # each step sees what the previous one recorded
             try:
                 with log_context(booking_id=booking.pk, invitee_uri=booking.invitee_uri):
-                    detail = reconciler.func(fresh)
+                    if i in ahead:
+                        detail = reconciler.func(fresh, prepared=ahead[i].get())
+                    else:
+                        detail = reconciler.func(fresh)
             except Exception as exc:
                 logger.warning("step %s failed for booking %s: %s", reconciler.name, booking.pk, _short_error(exc))
                 steps.append({"step": reconciler.name, "booking": booking.pk, "ok": False, "detail": _short_error(exc)})
@@ -203,6 +264,9 @@ def _process_event(event_id: int, *, trigger: str) -> str:
         current = WebhookEvent.objects.filter(pk=event_id).values_list("status", flat=True).first()
         logger.info("event %s not claimed (status %s)", event_id, current)
         return current or "missing"
+    others = _claim_waiting(event_id) if trigger == "queue" else []
+    if others:
+        return _process_group([event_id, *others], trigger=trigger)
     event = WebhookEvent.objects.get(pk=event_id)
     bind(invitee_uri=event.invitee_uri, booking_id=event.booking_id)
     attempt = ProcessingAttempt.objects.create(event=event, number=event.attempts, trigger=trigger)
@@ -235,6 +299,123 @@ def _process_event(event_id: int, *, trigger: str) -> str:
     _finish(attempt, ProcessingAttempt.Outcome.DONE, steps, "")
     logger.info("event %s done", event_id)
     return Status.DONE
+
+
+# --- several waiting events at once ------------------------------------------------------------------
+
+
+def _claim_waiting(event_id: int) -> list[int]:
+    """Other events waiting in the queue, claimed to be processed with this one (a burst).
+
+    Only when a reconciler can work on several bookings at once (Kommo's batch requests) and
+    CALSYNC_BATCH_SIZE allows; a booking on an idle system finds none and goes alone, at once. The
+    queue's tasks for the events taken here find them claimed and do nothing."""
+    size = settings.CALSYNC_BATCH_SIZE
+    if size <= 1 or not any(r.batch for r in get_reconcilers()):
+        return []
+    waiting = (
+        WebhookEvent.objects.filter(status=Status.RECEIVED)
+        .exclude(pk=event_id)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    return [pk for pk in waiting[: size - 1] if claim(pk)]
+
+
+@dataclass
+class _Entry:
+    event: WebhookEvent
+    attempt: ProcessingAttempt
+    steps: list[dict]
+    bookings: list[Booking]
+    failures: list[tuple[str, BaseException]]
+
+
+def _process_group(event_ids: list[int], *, trigger: str) -> str:
+    """Claimed events processed together; each is finished (done / failed / ignored) on its own."""
+    entries: list[_Entry] = []
+    outcome: dict[int, str] = {}
+    for pk in event_ids:
+        event = WebhookEvent.objects.get(pk=pk)
+        attempt = ProcessingAttempt.objects.create(event=event, number=event.attempts, trigger=trigger)
+        if not is_handled_kind(event.kind):
+            reason = f"calsync does not act on {event.kind!r} deliveries"
+            mark_ignored(event, reason)
+            _finish(attempt, ProcessingAttempt.Outcome.IGNORED, [], reason)
+            outcome[pk] = Status.IGNORED
+            continue
+        try:
+            bookings = apply_event(event)
+        except Exception as exc:
+            mark_failed(event, exc, attempts=event.attempts)
+            _finish(attempt, ProcessingAttempt.Outcome.FAILED, [], _short_error(exc))
+            outcome[pk] = Status.FAILED
+            continue
+        detail = ", ".join(f"#{b.pk} {b.status}" for b in bookings)
+        steps = [{"step": "booking", "booking": bookings[0].pk if bookings else None, "ok": True, "detail": detail}]
+        entries.append(_Entry(event, attempt, steps, bookings, []))
+    everyone = list({b.pk: b for e in entries for b in e.bookings}.values())
+    reconcilers = get_reconcilers()
+    try:
+        with booking_sync_lock(everyone):
+            # A batch's read-ahead (Kommo's contact searches) runs alongside the steps before it (the meetings).
+            ahead = {
+                i: Ahead(everyone, r.batch.prepare, concurrent=settings.CALSYNC_CONCURRENT_STEPS)
+                for i, r in enumerate(reconcilers)
+                if r.batch is not None and getattr(r.batch, "prepare", None) is not None and len(everyone) > 1
+            }
+            for i, reconciler in enumerate(reconcilers):
+                if reconciler.batch is not None and len(everyone) > 1:
+                    _batch_step(reconciler, entries, everyone, ahead.get(i))
+                    continue
+                for entry in entries:
+                    for booking in entry.bookings:
+                        entry.failures += _step(reconciler, booking, entry.steps)
+    except Exception as exc:  # the lease (BookingBusy), the database: every event of the group failed
+        for entry in entries:
+            entry.failures.append(("processing", exc))
+    for entry in entries:
+        if entry.failures:
+            mark_failed(entry.event, _StepsFailed(entry.failures), attempts=entry.event.attempts)
+            _finish(entry.attempt, ProcessingAttempt.Outcome.FAILED, entry.steps, _StepsFailed(entry.failures).args[0])
+            outcome[entry.event.pk] = Status.FAILED
+        else:
+            mark_done(entry.event)
+            _finish(entry.attempt, ProcessingAttempt.Outcome.DONE, entry.steps, "")
+            outcome[entry.event.pk] = Status.DONE
+    logger.info("events %s processed together: %s", event_ids, sorted(set(outcome.values())))
+    return outcome[event_ids[0]]
+
+
+def _batch_step(reconciler: Reconciler, entries: list[_Entry], everyone: list[Booking], ahead: Ahead | None) -> None:
+    fresh = {b.pk: b for b in Booking.objects.filter(pk__in=[b.pk for b in everyone])}
+    try:
+        todo = [fresh[b.pk] for b in everyone if b.pk in fresh]
+        results = reconciler.batch(todo, prepared=ahead.get()) if ahead else reconciler.batch(todo)
+    except Exception as exc:
+        results = {b.pk: exc for b in everyone}
+    for entry in entries:
+        for booking in entry.bookings:
+            result = results.get(booking.pk, "not synced")
+            ok = not isinstance(result, BaseException)
+            detail = str(result or "up to date") if ok else _short_error(result)
+            entry.steps.append({"step": reconciler.name, "booking": booking.pk, "ok": ok, "detail": detail})
+            if not ok:
+                logger.warning("step %s failed for booking %s: %s", reconciler.name, booking.pk, detail)
+                entry.failures.append((reconciler.name, result))
+
+
+def _step(reconciler: Reconciler, booking: Booking, steps: list[dict]) -> list[tuple[str, BaseException]]:
+    fresh = Booking.objects.get(pk=booking.pk)
+    try:
+        with log_context(booking_id=booking.pk, invitee_uri=booking.invitee_uri):
+            detail = reconciler.func(fresh)
+    except Exception as exc:
+        logger.warning("step %s failed for booking %s: %s", reconciler.name, booking.pk, _short_error(exc))
+        steps.append({"step": reconciler.name, "booking": booking.pk, "ok": False, "detail": _short_error(exc)})
+        return [(reconciler.name, exc)]
+    steps.append({"step": reconciler.name, "booking": booking.pk, "ok": True, "detail": str(detail or "up to date")})
+    return []
 
 
 def _finish(attempt: ProcessingAttempt, outcome: str, steps: list[dict], error: str) -> None:

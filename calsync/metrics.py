@@ -83,7 +83,24 @@ def add_to_counter(name: str, labels: dict[str, str] | None = None, amount: floa
 
 
 def count_event_stored(kind: str, source: str) -> None:
-    """A new event was stored: one more received event and one more delivery of its kind."""
+    """A new event was stored: one more received event and one more delivery of its kind.
+
+    On the acknowledgement's path: both rows in one UPDATE once they exist (each statement is ~0.4 ms
+    of the web process's CPU); the first of a kind creates them one by one."""
+    from django.db.models import F, Q
+
+    from calsync.models import MetricCount
+
+    received, delivered = _labels_key({"kind": kind, "source": source}), _labels_key({"kind": kind})
+    try:
+        both = Q(name=RECEIVED, labels=received) | Q(name=DELIVERIES, labels=delivered)
+        if MetricCount.objects.filter(both).update(value=F("value") + 1) == 2:
+            return
+        # A row is missing (rare): undo the half done, and count each through the creating path.
+        MetricCount.objects.filter(both).update(value=F("value") - 1)
+    except Exception:
+        logger.debug("could not count a stored event", exc_info=True)
+        return
     add_to_counter(RECEIVED, {"kind": kind, "source": source})
     add_to_counter(DELIVERIES, {"kind": kind})
 

@@ -11,3 +11,12 @@ class CrmConfig(AppConfig):
         from crm.admin import booking_deal
 
         register_column("deal", "Kommo deal", booking_deal, order=10, select_related=("kommo_link",))
+        self._attach_batch_hooks()
+
+    @staticmethod
+    def _attach_batch_hooks() -> None:
+        """Let the pipeline sync several waiting bookings at once (crm.batching), read ahead first."""
+        from crm import batching, sync
+
+        batching.reconcile_batch.prepare = batching.lookup_batch  # type: ignore[attr-defined]
+        sync.reconcile.batch = batching.reconcile_batch  # type: ignore[attr-defined]

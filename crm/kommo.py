@@ -350,13 +350,27 @@ class KommoClient:
         )
         return self._first_id(body, "notes", "add note")
 
+    def add_notes(self, notes: list[tuple[int, str]]) -> list[int | None]:
+        """Many notes, each on its own deal, in one request: `POST /api/v4/leads/notes` with an `entity_id`
+        per item. The ids in the order given; None for one the answer does not name (it may exist)."""
+        items = [
+            {"entity_id": int(lead_id), "note_type": "common", "params": {"text": text}, "request_id": str(i)}
+            for i, (lead_id, text) in enumerate(notes)
+        ]
+        return self._ids_by_request(self._request("POST", "/api/v4/leads/notes", json=items), "notes", len(items))
+
     def list_notes(self, lead_id: int) -> list[dict]:
         return self._get_all(f"/api/v4/leads/{int(lead_id)}/notes", {}, "notes")
 
     # --- tasks -------------------------------------------------------------------------------------
 
-    def create_task(
-        self,
+    def create_tasks(self, tasks: list[dict[str, Any]]) -> list[int | None]:
+        """Many tasks (each a `task_fields` dict) in one `POST /api/v4/tasks`; ids in the order given."""
+        items = [{**task, "request_id": str(i)} for i, task in enumerate(tasks)]
+        return self._ids_by_request(self._request("POST", "/api/v4/tasks", json=items), "tasks", len(items))
+
+    @staticmethod
+    def task_fields(
         lead_id: int,
         *,
         text: str,
@@ -364,7 +378,7 @@ class KommoClient:
         duration: int | None = None,
         task_type_id: int = 2,
         responsible_user_id: int | None = None,
-    ) -> int:
+    ) -> dict[str, Any]:
         task: dict[str, Any] = {
             "task_type_id": task_type_id,
             "text": text,
@@ -376,6 +390,43 @@ class KommoClient:
             task["duration"] = int(duration)
         if responsible_user_id:
             task["responsible_user_id"] = int(responsible_user_id)
+        return task
+
+    @staticmethod
+    def _ids_by_request(body: Any, key: str, count: int) -> list[int | None]:
+        """A batch answer's ids by `request_id` (Kommo echoes ours, or the item's index)."""
+        ids: list[int | None] = [None] * count
+        try:
+            items = body["_embedded"][key]
+        except (KeyError, TypeError):
+            items = []
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            try:
+                at = int(item.get("request_id", index))
+                if 0 <= at < count:
+                    ids[at] = int(item["id"])
+            except (AttributeError, KeyError, TypeError, ValueError):
+                continue
+        return ids
+
+    def create_task(
+        self,
+        lead_id: int,
+        *,
+        text: str,
+        complete_till: int,
+        duration: int | None = None,
+        task_type_id: int = 2,
+        responsible_user_id: int | None = None,
+    ) -> int:
+        task = self.task_fields(
+            lead_id,
+            text=text,
+            complete_till=complete_till,
+            duration=duration,
+            task_type_id=task_type_id,
+            responsible_user_id=responsible_user_id,
+        )
         return self._first_id(self._request("POST", "/api/v4/tasks", json=[task]), "tasks", "create task")
 
     def update_task(self, task_id: int, **fields: Any) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.utils import timezone
@@ -36,8 +38,16 @@ from crm.matching import (
 from crm.models import KommoLink, RememberedDeal, marker_token
 from crm.no_show import pending_no_show_note
 
+
+class QueuedWrites(Protocol):
+    """Where a booking's first note and task wait to be sent with other bookings' (crm.batching.WriteBatch)."""
+
+    def add(self, kind: str, sync: Any, key: str, item: Any, record: Callable[[int, str | None], None]) -> None: ...
+
+
 logger = logging.getLogger(__name__)
 
+TASK_ARGS = ("text", "complete_till", "duration", "task_type_id", "responsible_user_id")
 LINK_STATE_FIELDS = ["pending_writes", "note_ids", "task_id", "task_state", "join_url_noted", "updated_at"]
 
 
@@ -52,13 +62,67 @@ def is_configured() -> bool:
     return bool(settings.KOMMO_BASE_URL and settings.KOMMO_ACCESS_TOKEN) or is_connected()
 
 
-def reconcile(booking: Booking, *, client: KommoClient | None = None) -> str:
-    """The CALSYNC_RECONCILERS entry point: a short summary of what was done."""
+def reconcile(booking: Booking, *, client: KommoClient | None = None, prepared: Lookup | None = None) -> str:
+    """The CALSYNC_RECONCILERS entry point: a short summary of what was done.
+
+    `prepared`: the deal lookup `prepare` made ahead (while the meeting was being created), if any."""
     if client is None:
         if not is_configured():
             return "Kommo not configured"
         client = default_client()
-    return BookingSync(booking, client).run()
+    return BookingSync(booking, client, prepared=prepared).run()
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What choosing the deal reads from Kommo: the invitee's contacts and every deal they or the booking name."""
+
+    email: str
+    explicit: list[ExplicitDealId]
+    contacts: list[dict]
+    fetched: list[dict]
+
+
+def explicit_deal_ids(booking: Booking, cfg: CrmSettings) -> list[ExplicitDealId]:
+    """The deals the booking names itself: an answer to the deal-id question, a tracking (UTM) field."""
+    explicit: list[ExplicitDealId] = []
+    answer = booking.answer_to(cfg.deal_id_question) if cfg.deal_id_question else None
+    if answer:
+        explicit.append(ExplicitDealId("deal_id_answer", answer, parse_deal_id(answer)))
+    utm = deal_id_from_tracking(booking.tracking, cfg.utm_field, cfg.utm_prefix) if cfg.utm_field else None
+    if utm:
+        explicit.append(utm)
+    return explicit
+
+
+def lookup(booking: Booking, cfg: CrmSettings, client: KommoClient) -> Lookup:
+    explicit = explicit_deal_ids(booking, cfg)
+    ids = {e.lead_id for e in explicit if e.lead_id is not None}
+    # Two requests whatever was named: the invitee's contacts (with their deal ids), then every deal
+    # in one list: theirs and the named ones (with their contacts, to check a named deal is theirs).
+    contacts = client.find_contacts_by_email(booking.invitee_email)
+    lead_ids = {i for c in contacts for i in contact_lead_ids(c)}
+    fetched = client.get_leads(lead_ids | ids, with_contacts=bool(ids)) if lead_ids | ids else []
+    return Lookup(booking.invitee_email, explicit, contacts, fetched)
+
+
+def prepare(booking: Booking) -> Lookup | None:
+    """Read ahead what choosing the deal needs, for a booking whose deal is not chosen yet.
+
+    Only reads (no write, no record): processing may run it alongside the other reconcilers (the Zoom
+    meeting is being created meanwhile; the note needs its join link, the lookup does not). `reconcile`
+    uses it if it still fits, and looks again itself otherwise."""
+    if not is_configured() or not booking.is_live or booking.rescheduled_from_id:
+        return None
+    if link_for(booking) is not None:  # chosen before, or waiting for staff: nothing to read ahead
+        return None
+    return lookup(booking, CrmSettings.load(), default_client())
+
+
+# The pipeline's optional hooks (bookings.processing): a read-ahead that may run alongside the other
+# reconcilers. The batch hook (several bookings in one request each) is attached by crm.apps, because
+# crm.batching builds on this module.
+reconcile.prepare = prepare  # type: ignore[attr-defined]
 
 
 def _hash(text: str) -> str:
@@ -66,8 +130,20 @@ def _hash(text: str) -> str:
 
 
 class BookingSync:
-    def __init__(self, booking: Booking, client: KommoClient, cfg: CrmSettings | None = None):
+    def __init__(
+        self,
+        booking: Booking,
+        client: KommoClient,
+        cfg: CrmSettings | None = None,
+        prepared: Lookup | None = None,
+        batch: QueuedWrites | None = None,
+    ):
         self.b = booking
+        self.prepared = prepared
+        # With a batch, the booking's first note and its task are recorded as pending and handed to the
+        # batch, which sends them with other bookings' in one request each (crm.batching).
+        self.batch = batch
+        self._deferred_join = ""
         self.client = client
         self.cfg = cfg or CrmSettings.load()
         self.token = marker_token(booking.invitee_uri)
@@ -153,19 +229,11 @@ class BookingSync:
 
     def _match(self):
         b, cfg, client = self.b, self.cfg, self.client
-        explicit: list[ExplicitDealId] = []
-        answer = b.answer_to(cfg.deal_id_question) if cfg.deal_id_question else None
-        if answer:
-            explicit.append(ExplicitDealId("deal_id_answer", answer, parse_deal_id(answer)))
-        utm = deal_id_from_tracking(b.tracking, cfg.utm_field, cfg.utm_prefix) if cfg.utm_field else None
-        if utm:
-            explicit.append(utm)
+        found = self.prepared if self.prepared is not None and self.prepared.email == b.invitee_email else None
+        found = found or lookup(b, cfg, client)
+        explicit, contacts, fetched = found.explicit, found.contacts, found.fetched
         ids = {e.lead_id for e in explicit if e.lead_id is not None}
-        # Two requests whatever was named: the invitee's contacts (with their deal ids), then every deal
-        # in one list: theirs and the named ones (with their contacts, to check a named deal is theirs).
-        contacts = client.find_contacts_by_email(b.invitee_email)
         lead_ids = {i for c in contacts for i in contact_lead_ids(c)}
-        fetched = client.get_leads(lead_ids | ids, with_contacts=bool(ids)) if lead_ids | ids else []
         explicit_leads = {int(lead["id"]): lead for lead in fetched if int(lead["id"]) in ids}
         leads = [lead for lead in fetched if int(lead["id"]) in lead_ids]
         remembered_lead = None
@@ -246,7 +314,7 @@ class BookingSync:
         if restored and link.task_id is None and b.is_live:  # a person deleted the task in Kommo
             self._note(link.lead_id, f"task_restored-{restored}", "note_task_restored")
         self._task()
-        if join_url and link.join_url_noted != join_url:
+        if join_url and link.join_url_noted != join_url and self._deferred_join != join_url:
             kind = f"joinlink-{_hash(join_url)}"
             for lead_id in link.note_lead_ids:
                 self._note(lead_id, kind, "note_join_link", join_url=join_url)
@@ -275,7 +343,9 @@ class BookingSync:
             if join_url and (adopted_text is None or join_url in adopted_text):
                 self.link.join_url_noted = join_url
 
-        self._once(key, marker, lead_id, "notes", lambda: self.client.add_note(lead_id, text), record)
+        queued = (lead_id, text) if kind == "booked" else None
+        if self._once(key, marker, lead_id, "notes", lambda: self.client.add_note(lead_id, text), record, queued):
+            self._deferred_join = join_url
 
     def _task_fields(self) -> tuple[dict, str]:
         b = self.b
@@ -302,21 +372,25 @@ class BookingSync:
                 # (before a reschedule, maybe): leave them unknown so the check below sets them.
                 link.task_state = {**desired, "completed": False} if adopted_text is None else {"completed": False}
 
-            self._once(
+            fields = KommoClient.task_fields(
+                link.lead_id,
+                text=text,
+                complete_till=desired["complete_till"],
+                duration=desired["duration"],
+                task_type_id=self.cfg.task_type_id,
+                responsible_user_id=responsible,
+            )
+            deferred = self._once(
                 "task",
                 f"[calsync:{link.marker}/task]",
                 link.lead_id,
                 "tasks",
-                lambda: self.client.create_task(
-                    link.lead_id,
-                    text=text,
-                    complete_till=desired["complete_till"],
-                    duration=desired["duration"],
-                    task_type_id=self.cfg.task_type_id,
-                    responsible_user_id=responsible,
-                ),
+                lambda: self.client.create_task(link.lead_id, **{k: v for k, v in fields.items() if k in TASK_ARGS}),
                 record,
+                fields,
             )
+            if deferred:
+                return
             self.done.append(f"task {link.task_id}")
             if "complete_till" in link.task_state:
                 return
@@ -358,8 +432,12 @@ class BookingSync:
         kind: str,
         create: Callable[[], int],
         record: Callable[[int, str | None], None],
-    ) -> None:
-        """Create one note or task exactly once, adopting a copy a lost answer left behind."""
+        queued: object = None,
+    ) -> bool:
+        """Create one note or task exactly once, adopting a copy a lost answer left behind.
+
+        True if it was handed to the batch (`queued`: what the batch sends): recorded as pending like any
+        write before it is sent, so a batch whose answer is lost is settled by the markers as one write is."""
         link = self.link
         if key in link.pending_writes:
             found = self._find_marker(kind, lead_id, marker)
@@ -368,8 +446,11 @@ class BookingSync:
                 record(*found)
                 link.save(update_fields=LINK_STATE_FIELDS)
                 self.done.append(f"adopted {kind[:-1]} {found[0]}")
-                return
+                return False
         self._mark_pending(key)
+        if self.batch is not None and queued is not None:
+            self.batch.add(kind, self, key, queued, record)
+            return True
         try:
             new_id = create()
         except KommoUncertainWrite:
@@ -377,9 +458,14 @@ class BookingSync:
         except Exception:
             self._clear_pending(key)  # Kommo said no (or we never sent it): nothing was written
             raise
-        link.pending_writes.pop(key, None)
+        self.written(kind, key, new_id, record)
+        return False
+
+    def written(self, kind: str, key: str, new_id: int, record: Callable[[int, str | None], None]) -> None:
+        """Kommo answered with the new item's id: record it (pending no more)."""
+        self.link.pending_writes.pop(key, None)
         record(new_id, None)
-        link.save(update_fields=LINK_STATE_FIELDS)
+        self.link.save(update_fields=LINK_STATE_FIELDS)
         if kind == "notes":
             self.done.append(f"note {new_id}")
 

@@ -21,6 +21,9 @@ if "sandbox" not in INSTALLED_APPS:  # noqa: F405
 # Reconcilers are switched on per test with the `settings` fixture.
 CALSYNC_RECONCILERS = []
 CALSYNC_BOOKING_LOCK_WAIT = 0.5
+# A test's database lives in one connection's transaction, invisible to a thread's own connection: read-ahead
+# runs inline here (tests/bookings/test_processing.py covers the threads; the end-to-end tests run them for real).
+CALSYNC_CONCURRENT_STEPS = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
 # No collected static files in tests; whitenoise would only warn about the missing folder.

@@ -1,5 +1,6 @@
 """Pipeline, retries with backoff, the sweeper (crash recovery) and replay."""
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -265,3 +266,102 @@ def test_check_deploy_is_clean_in_production_configuration():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+# --- a reconciler's read-ahead runs alongside the steps before it ---------------------------------------
+
+_seen: dict = {}
+
+
+def meeting_step(booking) -> str:
+    # Stands for the Zoom step: it only finishes once the next step's lookup is under way, so the event
+    # can only finish if the two run side by side (in series it would give up and fail the step).
+    assert _seen["lookup_started"].wait(timeout=10), "the lookup waited for the meeting step"
+    return "meeting"
+
+
+def deal_step(booking, *, prepared=None) -> str:
+    _seen["prepared"] = prepared
+    return "deal"
+
+
+def _lookup(booking):
+    _seen["thread"] = threading.current_thread().name
+    _seen["lookup_started"].set()
+    if _seen.get("lookup_fails"):
+        raise SyncError("Kommo search timed out")
+    return ("looked up", booking.pk)
+
+
+deal_step.prepare = _lookup
+
+
+@pytest.fixture
+def side_by_side(settings):
+    _seen.clear()
+    _seen["lookup_started"] = threading.Event()
+    settings.CALSYNC_RECONCILERS = [f"{__name__}.meeting_step", f"{__name__}.deal_step"]
+    settings.CALSYNC_CONCURRENT_STEPS = True
+    return _seen
+
+
+def test_a_reconcilers_prepare_runs_alongside_the_steps_before_it(side_by_side):
+    event = stored()
+    assert processing.process_event(event.pk) == "done"
+    booking = Booking.objects.get()
+    assert side_by_side["prepared"] == ("looked up", booking.pk)  # handed to the reconciler
+    assert side_by_side["thread"] == "calsync-prepare"
+
+
+def test_a_failed_prepare_fails_its_step_as_the_same_read_inside_it_would(side_by_side):
+    side_by_side["lookup_fails"] = True
+    event = stored()
+    assert processing.process_event(event.pk) == "failed"
+    attempt = ProcessingAttempt.objects.get(event=event)
+    assert [s["ok"] for s in attempt.steps] == [True, True, False]  # the meeting step still ran
+    assert "Kommo search timed out" in attempt.steps[-1]["detail"] and "prepared" not in side_by_side
+
+
+# --- the database broker's task is written in the event's own transaction ----------------------------------
+
+
+@pytest.fixture
+def orm_broker(monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(Conf, "ORM", "default")
+
+
+def test_the_database_brokers_task_commits_with_the_event(orm_broker):
+    from django_q.models import OrmQ
+
+    event = stored()
+    assert OrmQ.objects.count() == 1  # written at once, in the event's transaction: no on-commit step
+    assert WebhookEvent.objects.get(pk=event.pk).status == "received"
+
+
+def test_the_database_brokers_task_rolls_back_with_the_event(orm_broker):
+    from django.db import transaction
+    from django_q.models import OrmQ
+
+    from bookings.tasks import enqueue_processing
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        enqueue_processing(12345)
+        raise RuntimeError("the event's INSERT failed")
+    assert OrmQ.objects.count() == 0  # no task left for an event that was never stored
+
+
+def test_other_brokers_are_told_after_the_commit(monkeypatch, django_capture_on_commit_callbacks):
+    from django.db import transaction
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(Conf, "ORM", None)
+
+    from bookings.tasks import enqueue_processing
+
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        enqueue_processing(12345)
+    assert len(callbacks) == 1  # a Redis worker must not start before the row is visible

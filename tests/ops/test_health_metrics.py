@@ -205,3 +205,19 @@ def test_check_deploy_warning_goes_through_manage_py(settings):
     err = StringIO()
     call_command("check", "--deploy", stdout=StringIO(), stderr=err)
     assert "calsync.W004" in err.getvalue()
+
+
+def test_a_stored_event_is_counted_with_one_update_once_its_rows_exist():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from calsync.metrics import count_event_stored
+    from calsync.models import MetricCount
+
+    count_event_stored("invitee.created", "webhook")  # the first of its kind creates the two rows
+    with CaptureQueriesContext(connection) as queries:
+        count_event_stored("invitee.created", "webhook")
+    assert len(queries) == 1 and queries[0]["sql"].startswith("UPDATE")  # on the acknowledgement's path
+    assert sorted(MetricCount.objects.values_list("name", "value")) == [("deliveries", 2), ("events_received", 2)]
+    count_event_stored("invitee.canceled", "webhook")
+    assert MetricCount.objects.get(name="deliveries", labels='{"kind":"invitee.canceled"}').value == 1

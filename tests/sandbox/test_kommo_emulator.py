@@ -224,3 +224,16 @@ def test_unpaid_account_answers_402(kommo, kapi):
 def test_unknown_paths_and_methods(kommo, kapi):
     assert kapi.get(f"{kommo.url}/api/v4/companies").status_code == 404
     assert kapi.delete(f"{kommo.url}/api/v4/tasks/1").status_code == 405  # tasks cannot be deleted
+
+
+def test_the_limit_is_a_sliding_window_not_a_calendar_second():
+    """Kommo counts any second, wherever it starts: 7 requests late in one second and one early in the next
+    are 8 within a second (429), though a per-calendar-second counter would let them through."""
+    clock = FakeClock()
+    with KommoEmulator.running(seed=KOMMO_SEED, clock=clock) as kommo:
+        clock.advance(0.6)
+        assert [get(f"{kommo.url}/api/v4/leads/100", headers=AUTH).status_code for _ in range(7)] == [200] * 7
+        clock.advance(0.5)  # into the next calendar second, 0.5 s after the seven
+        assert get(f"{kommo.url}/api/v4/leads/100", headers=AUTH).status_code == 429
+        clock.advance(0.5)  # a full second after the seven
+        assert get(f"{kommo.url}/api/v4/leads/100", headers=AUTH).status_code == 200
