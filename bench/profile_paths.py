@@ -122,8 +122,8 @@ def profile_acks(count: int, top: int) -> None:
 
 def profile_attempts(persons, top: int) -> None:
     from bookings import processing
-    from bookings.models import WebhookEvent
     from bookings.intake import store_delivery
+    from bookings.models import WebhookEvent
     from sandbox import calendly_sender as cs
 
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=3)

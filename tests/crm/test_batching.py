@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bookings import processing
-from bookings.models import Booking, WebhookEvent
 from bookings.intake import store_delivery
+from bookings.models import Booking, WebhookEvent
 from crm.models import KommoLink
 from sandbox import calendly_sender as cs
 from sandbox.demo import KOMMO_TOKEN
