@@ -40,12 +40,12 @@ def review_url(item) -> str:
 
 def test_index_shows_how_many_wait(client, sales_ops, review_item):
     page = client.get(reverse("admin:index")).content.decode()
-    assert "1 meeting waits for review" in page
+    assert "1 meeting waits for you to choose the Kommo deal" in page
 
 
 def test_queue_lists_the_item_with_why(client, sales_ops, review_item):
     page = client.get(QUEUE).content.decode()
-    assert "lucia.fernandez@clientco.example" in page and "needs review" in page
+    assert "lucia.fernandez@clientco.example" in page and "has 2 open deals in Kommo" in page
 
 
 def test_review_screen_shows_candidates_with_names(client, sales_ops, review_item, rsps):
