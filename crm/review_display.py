@@ -60,12 +60,12 @@ def reason_sentence(match_reason: str, invitee_name: str) -> str:
 
 
 def _hours_words(delta: timedelta) -> str:
-    minutes = int(abs(delta).total_seconds() // 60)
+    minutes = round(abs(delta).total_seconds() / 60)
     if minutes < 60:
         return f"{minutes} min"
     if minutes < 48 * 60:
         return f"{minutes // 60} h"
-    return f"{minutes // (24 * 60)} days"
+    return f"{round(minutes / (24 * 60))} days"
 
 
 def waited(since: datetime, now: datetime | None = None) -> str:
@@ -94,7 +94,8 @@ def responsible_user_ids(link) -> list[int]:
 def user_names() -> dict[int, str]:
     """Kommo's users by id (the client caches the list for an hour); empty when Kommo cannot be asked."""
     try:
-        users = kommo_client().get_users()
+        # Names only decorate the list: ask once, without the sync's patient retries.
+        users = kommo_client(read_backoff=(), max_rate_limited_retries=0).get_users()
     except (SyncError, ValueError) as exc:
         logger.warning("kommo: user names for the review queue unavailable: %s", exc)
         return {}
