@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib import messages
 
 from bookings.health import SERVICES, plain_error
-from bookings.models import ProcessingAttempt, WebhookEvent
+from bookings.models import Booking, ProcessingAttempt, SyncDrift, WebhookEvent
 from bookings.processing import ReplayResult
 
 
@@ -59,3 +60,9 @@ def describe(result: ReplayResult | None, *, subject: str = "") -> Outcome:
     if event is not None and event.next_attempt_at is not None:
         retry = " calsync tries again on its own."
     return Outcome(messages.ERROR, f"{lead}failed again: {why}{retry}")
+
+
+def repairs_since(booking: Booking, since: datetime) -> str:
+    """What the check before a "Sync again" repaired (a task deleted by hand made again, …), in words."""
+    drifts = SyncDrift.objects.filter(booking=booking, updated_at__gte=since, outcome=SyncDrift.Outcome.REPAIRED)
+    return " ".join(f"Repaired: {drift.detail}." for drift in drifts.order_by("found_at", "pk"))

@@ -77,7 +77,7 @@ class HostFilter(admin.SimpleListFilter):
 
 @admin.register(ReviewItem)
 class ReviewItemAdmin(admin.ModelAdmin):
-    list_display = ("meeting_time", "invitee", "host", "responsible", "why", "waited_for", "decide")
+    list_display = ("meeting_time", "invitee", "people", "why", "waited_for")
     list_display_links = None
     list_select_related = ("booking",)
     list_filter = (ReasonFilter, HostFilter, ("booking__start_at", admin.DateFieldListFilter))
@@ -123,12 +123,13 @@ class ReviewItemAdmin(admin.ModelAdmin):
             booking.event_type_name or "the booking",
         )
 
-    @admin.display(description="host", ordering="booking__host_email")
-    def host(self, obj: ReviewItem) -> str:
-        return obj.booking.host_name or obj.booking.host_email or "—"
+    @admin.display(description="host / deal owner", ordering="booking__host_email")
+    def people(self, obj: ReviewItem) -> str:
+        host = obj.booking.host_name or obj.booking.host_email or "—"
+        return format_html("{}<br><small>Deals: {}</small>", host, self.responsible(obj))
 
-    @admin.display(description="responsible in Kommo")
     def responsible(self, obj: ReviewItem) -> str:
+        """The Kommo users responsible for the deal or its candidates, by name."""
         ids = responsible_user_ids(obj)
         if not ids:
             return "—"
@@ -138,16 +139,17 @@ class ReviewItemAdmin(admin.ModelAdmin):
 
     @admin.display(description="why it waits")
     def why(self, obj: ReviewItem) -> str:
-        return reason_sentence(obj.match_reason, obj.booking.invitee_name)
+        url = reverse("admin:crm_reviewitem_change", args=[obj.pk])
+        return format_html(
+            '{}<br><a class="button choose-deal" href="{}" style="display:inline-block;margin-top:4px">'
+            "Choose the deal</a>",
+            reason_sentence(obj.match_reason, obj.booking.invitee_name),
+            url,
+        )
 
     @admin.display(description="waiting for", ordering="updated_at")
     def waited_for(self, obj: ReviewItem) -> str:
         return waited(obj.updated_at)
-
-    @admin.display(description="")
-    def decide(self, obj: ReviewItem) -> str:
-        url = reverse("admin:crm_reviewitem_change", args=[obj.pk])
-        return format_html('<a class="button" href="{}">Choose the deal</a>', url)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -46,6 +46,14 @@ def local_short(dt: datetime | None) -> str:
     return timezone.localtime(dt).strftime("%d %b %Y, %H:%M %Z") if dt else "—"
 
 
+def local_two_lines(dt: datetime | None) -> str:
+    """A list cell: the date above, the time and zone below."""
+    if dt is None:
+        return "—"
+    at = timezone.localtime(dt)
+    return format_html("{}<br>{}", at.strftime("%a %d %b %Y"), at.strftime("%H:%M %Z"))
+
+
 def folded(summary: str, detail: str) -> str:
     """Technical detail folded away under a plain summary (a <details> element)."""
     if not detail:
