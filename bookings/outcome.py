@@ -21,7 +21,7 @@ class Outcome:
 
 def run_inline() -> bool:
     """Buttons and list actions run the sync in the request (it takes a second or two) unless set off."""
-    return bool(getattr(settings, "CALSYNC_ADMIN_SYNC_INLINE", True))
+    return bool(settings.CALSYNC_ADMIN_SYNC_INLINE)
 
 
 def what_was_done(event_id: int) -> str:
