@@ -152,7 +152,7 @@ def test_lists_show_zones_merge_columns_and_filter_by_host(admin_client, fake_re
     deliver()
     response = admin_client.get(BOOKINGS)
     page = response.content.decode()
-    assert "lucia.fernandez@clientco.example · 30-min Product Demo" in page
+    assert "lucia.fernandez@clientco.example<br>30-min Product Demo with marta.ruiz@acme-sales.example" in page
     assert " CET" in page or " UTC" in page
     assert len(response.context["cl"].list_display) <= 8
     assert admin_client.get(BOOKINGS, {"host": "marta.ruiz@acme-sales.example"}).context["cl"].result_count == 1

@@ -57,6 +57,8 @@ def test_review_screen_shows_candidates_with_names(client, sales_ops, review_ite
     for text in ("ClientCo — 25 seats", "ClientCo — onboarding", "Sales", "Demo scheduled", "Onboarding",
                  "Kick-off planned", f"{BASE}/leads/detail/9785993", "Why it needs you"):  # fmt: skip
         assert text in page, text
+    assert "see in Kommo</a>" in page and ">open</a>" not in page  # a link label, not a deal status
+    assert reverse("admin:bookings_booking_change", args=[review_item.booking_id]) in page  # to its booking
 
 
 def test_picking_a_candidate_assigns_syncs_and_leaves_the_queue(
