@@ -19,9 +19,13 @@ class Outcome:
     text: str
 
 
-def run_inline() -> bool:
+# More selected at once than this and a list action queues them: each inline sync takes a second or two.
+INLINE_AT_MOST = 5
+
+
+def run_inline(count: int = 1) -> bool:
     """Buttons and list actions run the sync in the request (it takes a second or two) unless set off."""
-    return bool(settings.CALSYNC_ADMIN_SYNC_INLINE)
+    return bool(settings.CALSYNC_ADMIN_SYNC_INLINE) and count <= INLINE_AT_MOST
 
 
 def what_was_done(event_id: int) -> str:

@@ -166,9 +166,10 @@ class ReviewItemAdmin(admin.ModelAdmin):
     @admin.action(description="Skip: write nothing to Kommo for the selected meetings", permissions=["change"])
     def skip_selected(self, request: HttpRequest, queryset: QuerySet[ReviewItem]) -> None:
         names = []
+        inline = run_inline(queryset.count())
         for item in queryset.select_related("booking"):
             review.skip(item.booking, request.user)
-            resync(item.booking, inline=run_inline())
+            resync(item.booking, inline=inline)
             names.append(f"{item.booking.invitee_name}’s")
         if names:
             self.message_user(

@@ -236,7 +236,7 @@ class BookingAdmin(ReadOnlyAdminMixin, ReplayPermissionMixin, admin.ModelAdmin):
 
     @admin.action(description="Sync again with Kommo and Zoom", permissions=["replay"])
     def sync_again(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
-        inline = run_inline()
+        inline = run_inline(queryset.count())
         for booking in queryset:
             outcome = describe(resync(booking, inline=inline), subject=f"{booking.invitee_name}’s meeting")
             self.message_user(request, outcome.text, outcome.level)

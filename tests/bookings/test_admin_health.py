@@ -185,3 +185,15 @@ def test_no_cancellation_box_on_a_live_booking_and_no_join_link_on_a_cancelled_o
     Booking.objects.update(status="canceled", canceled_by="Lucía", canceled_at=booking.start_at - timedelta(days=1))
     page = admin_client.get(url).content.decode()
     assert "Cancellation" in page and "https://zoom.example/j/123" not in page
+
+
+def test_a_long_selection_is_queued_and_says_so(
+    admin_client, fake_reconcilers, monkeypatch, django_capture_on_commit_callbacks
+):
+    event = failing(fake_reconcilers, PermanentSyncError("x"))
+    monkeypatch.setattr("bookings.outcome.INLINE_AT_MOST", 0)
+    with django_capture_on_commit_callbacks(execute=False):
+        response = admin_client.post(EVENTS, {"action": "replay_selected", "_selected_action": [event.pk]}, follow=True)
+    assert [str(m) for m in response.context["messages"]] == [
+        f"Event #{event.pk}: queued: the worker syncs it within a minute; reload this page to see the outcome."
+    ]
