@@ -173,8 +173,13 @@ class BookingAdmin(ReadOnlyAdminMixin, ReplayPermissionMixin, admin.ModelAdmin):
                     continue  # a live or moved booking has nothing to show there
                 if obj.status != Booking.Status.SCHEDULED or not obj.conference_join_url:
                     fields = tuple(f for f in fields if f != "conference_join_url")  # no stale join link
-                if not obj.link_problem:
-                    fields = tuple(f for f in fields if f != "link_problem")
+                empty = {
+                    "link_problem": not obj.link_problem,
+                    "answers": not obj.questions,
+                    "guests": not obj.guest_emails,
+                    "invitee_phone": not obj.invitee_phone,
+                }
+                fields = tuple(f for f in fields if not empty.get(f, False))  # no empty rows either
             fieldsets.append((title, {**options, "fields": fields}))
         return fieldsets
 

@@ -182,6 +182,10 @@ def test_no_cancellation_box_on_a_live_booking_and_no_join_link_on_a_cancelled_o
     url = reverse("admin:bookings_booking_change", args=[booking.pk])
     page = admin_client.get(url).content.decode()
     assert "Cancellation" not in page and "https://zoom.example/j/123" in page
+    assert "field-answers" in page
+    Booking.objects.update(questions=[], guest_emails=[])
+    page = admin_client.get(url).content.decode()
+    assert "field-answers" not in page and "field-guests" not in page  # empty rows hidden too
     Booking.objects.update(status="canceled", canceled_by="Lucía", canceled_at=booking.start_at - timedelta(days=1))
     page = admin_client.get(url).content.decode()
     assert "Cancellation" in page and "https://zoom.example/j/123" not in page
