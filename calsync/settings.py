@@ -112,6 +112,9 @@ LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en-us")
 # The zone sales ops think in: admin times and the second time shown in CRM notes.
 CALSYNC_TIME_ZONE = env.str("CALSYNC_TIME_ZONE", default="UTC")
 TIME_ZONE = CALSYNC_TIME_ZONE
+# The admin's Replay and Sync again run the sync in the request (a second or two) and report its outcome;
+# false: they queue it for the worker and say so.
+CALSYNC_ADMIN_SYNC_INLINE = env.bool("CALSYNC_ADMIN_SYNC_INLINE", default=True)
 USE_I18N = True
 USE_TZ = True
 

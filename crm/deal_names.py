@@ -13,6 +13,7 @@ from django.conf import settings
 from calsync.errors import SyncError
 from crm.client import kommo_client
 from crm.kommo import KommoClient
+from crm.matching import why_deal_is_not_the_invitees
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +72,21 @@ def check_deal(lead_id: int, client: KommoClient | None = None) -> dict | None:
     client = client or kommo_client()
     lead = client.get_lead(lead_id)
     return describe_deals([lead], client)[0] if lead else None
+
+
+def check_typed_deal(lead_id: int, email: str, client: KommoClient | None = None) -> dict | None:
+    """A deal id staff typed, as Kommo has it now (None: no such deal), with `warning`: why it may not be the
+    invitee's deal, by the same rule the sync uses for a Deal ID answered on the booking form (or "")."""
+    client = client or kommo_client()
+    lead = client.get_lead(lead_id)
+    if not lead:
+        return None
+    deal = describe_deals([lead], client)[0]
+    try:
+        contacts = client.find_contacts_by_email(email) if email else []
+        problem = why_deal_is_not_the_invitees(lead, contacts, email)
+    except SyncError as exc:
+        logger.warning("kommo: could not check whose deal %s is: %s", lead_id, exc)
+        problem = "calsync could not ask Kommo whose deal it is"
+    deal["warning"] = problem or ""
+    return deal

@@ -12,7 +12,7 @@ MAX_DEAL_ID = 2**63 - 1
 
 
 class ReviewDecisionForm(forms.Form):
-    choice = forms.ChoiceField(widget=forms.RadioSelect, label="Decision")
+    choice = forms.ChoiceField(widget=forms.RadioSelect, label="Decision", required=False)
     deal_id = forms.IntegerField(required=False, min_value=1, max_value=MAX_DEAL_ID, label="Deal id")
     # The id staff were shown as checked: it only decides whether to show the deal first or save now.
     # It comes from the browser, so it proves nothing: the admin asks Kommo again before saving.
@@ -36,6 +36,10 @@ class ReviewDecisionForm(forms.Form):
     def clean(self):
         data = super().clean()
         choice = data.get("choice") or ""
+        if not choice and data.get("deal_id"):
+            choice = data["choice"] = OTHER  # typing an id means "another deal" (the page's script ticks it too)
+        if not choice:
+            self.add_error("choice", "Choose what calsync should do with this meeting.")
         if choice == OTHER and not data.get("deal_id"):
             self.add_error("deal_id", "Type the id of the deal (the number at the end of its Kommo address).")
         if choice.startswith("deal:"):

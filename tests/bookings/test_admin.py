@@ -45,7 +45,7 @@ def test_event_list_and_detail_speak_plainly(admin_client, failed_event):
     assert "30-min Product Demo" in page
     detail = admin_client.get(reverse("admin:bookings_webhookevent_change", args=[failed_event.pk])).content.decode()
     assert "will not be retried automatically" in detail
-    assert "fix its cause" in detail
+    assert "Fix its cause" in detail and "Kommo answered 401" in detail
     assert "the token was revoked" in detail  # the error in full
     assert "Processing history" in detail and "✘" in detail
     assert "&quot;invitee.created&quot;" in detail or "invitee.created" in detail  # pretty payload
@@ -65,7 +65,7 @@ def test_replay_action_reports_per_event(admin_client, failed_event, django_capt
             EVENTS, {"action": "replay_selected", "_selected_action": [failed_event.pk]}, follow=True
         )
     messages = [str(m) for m in response.context["messages"]]
-    assert messages == [f"event #{failed_event.pk}: queued — queued for processing"]
+    assert messages == [f"Event #{failed_event.pk}: done — tests: first ok."]
     assert WebhookEvent.objects.get(pk=failed_event.pk).status == "done"
 
 
@@ -73,7 +73,7 @@ def test_sync_again_action_on_bookings(admin_client, failed_event, django_captur
     booking = Booking.objects.get()
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(BOOKINGS, {"action": "sync_again", "_selected_action": [booking.pk]}, follow=True)
-    assert "queued" in " ".join(str(m) for m in response.context["messages"])
+    assert "Lucía Fernández’s meeting: done" in " ".join(str(m) for m in response.context["messages"])
     assert WebhookEvent.objects.get(pk=failed_event.pk).status == "done"
 
 
@@ -83,7 +83,7 @@ def test_booking_pages_render(admin_client, failed_event):
     detail = admin_client.get(reverse("admin:bookings_booking_change", args=[booking.pk])).content.decode()
     assert "marta.ruiz@acme-sales.example" in detail and "sync_lock_token" not in detail
     assert "Lucía Fernández’s 30-min Product Demo is booked for" in detail
-    assert "Calendly sent invitee.created" in detail and "✘ tests: PermanentSyncError" in detail
+    assert "Calendly sent invitee.created" in detail and "✘ tests: Kommo answered 401" in detail
     assert "Deal ID (if you have one)" in detail  # answers shown as text, not JSON
 
 
