@@ -7,7 +7,7 @@ every first note in one `POST /api/v4/leads/notes` (each item names its deal in 
 in one `POST /api/v4/tasks`. See https://developers.kommo.com/reference (≤ 250 items per request, 50
 recommended for writes).
 
-Idempotency is that of one write (crm.sync): each note and task carries its `[calsync:<token>/<kind>]`
+Idempotency is that of one write (crm.deal_writes): each note and task carries its `[calsync:<token>/<kind>]`
 marker and is recorded as pending before the batch is sent. If the answer is lost (timeout, 5xx, no
 id for an item), the items stay pending and their bookings' events fail; the retry looks for each
 marker in its deal and adopts what landed instead of writing it again. If Kommo refused the batch

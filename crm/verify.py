@@ -193,7 +193,7 @@ def prepare_repair(booking: Booking, finding: Finding) -> None:
     task_id = int(finding.key.split(":")[2])
     if finding.kind == "task_deleted" and link.task_id == task_id:
         link.task_id = None
-        link.task_state = {"restored_from": task_id}  # crm.sync writes the "restored" note, then the task
+        link.task_state = {"restored_from": task_id}  # crm.deal_writes writes the "restored" note, then the task
         link.save(update_fields=["task_id", "task_state", "updated_at"])
     elif finding.kind == "task_completed" and link.task_id == task_id:
         link.task_state = {**link.task_state, "completed": True}  # never touched again by calsync

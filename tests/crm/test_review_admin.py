@@ -115,7 +115,7 @@ def test_a_forged_checked_deal_id_is_asked_about_again_before_saving(client, sal
 def test_a_forged_confirmation_is_refused_while_kommo_cannot_be_asked(
     client, sales_ops, review_item, rsps, monkeypatch
 ):
-    monkeypatch.setattr("crm.kommo.time.sleep", lambda seconds: None)  # the client's retry backoff
+    monkeypatch.setattr("crm.kommo_http.time.sleep", lambda seconds: None)  # the client's retry backoff
     rsps.get(f"{BASE}/api/v4/leads/5", status=503)  # every time
     rsps.get(f"{BASE}/api/v4/leads/pipelines", json=kommo("pipelines.json"))
     page = client.post(review_url(review_item), {"choice": "other", "deal_id": "5", "checked_deal_id": "5"})
