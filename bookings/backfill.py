@@ -32,12 +32,12 @@ from bookings.calendly import (
     CONFERENCE_FAILED,
     INVITEE_CANCELED,
     INVITEE_CREATED,
-    PayloadError,
-    delivery_key,
     parse_location,
     parse_timestamp,
 )
 from bookings.calendly_api import CalendlyClient, CalendlyNotFound
+from bookings.calendly_json import PayloadError
+from bookings.delivery_keys import delivery_key
 from bookings.models import Booking, WebhookEvent
 from bookings.processing import replay
 from bookings.subscriptions import find_owner

@@ -3,18 +3,27 @@
 Lenient where Calendly is loose (unknown keys ignored, nullable fields, ``zoom`` and ``zoom_conference``,
 ``data.id`` as a number or a string, gaps in question positions), strict where calsync depends on a
 field: a `PayloadError` names the exact JSON path that is missing or wrong (Zulip's ``.tame()`` habit).
-The raw body is always kept by the caller; this module never re-serialises it.
+The raw body is always kept by the caller; this module never re-serialises it. Decoding the body safely
+is `bookings/calendly_json.py`; which deliveries count as the same one is `bookings/delivery_keys.py`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from bookings.calendly_json import (
+    MAX_EMAIL_LENGTH,
+    MAX_KIND_LENGTH,
+    MAX_URI_LENGTH,
+    MAX_YEAR,
+    MIN_YEAR,
+    PayloadError,
+    clip,
+    decode_body,
+)
 
 INVITEE_CREATED = "invitee.created"
 INVITEE_CANCELED = "invitee.canceled"
@@ -35,21 +44,6 @@ CALENDLY_CONFERENCE_TYPES = frozenset(
 )
 
 
-# Bounds on what a delivery may carry, so that whatever is accepted can be stored and processed
-# (the columns of bookings.models: kind 100, URIs 500, e-mail 320; years any datetime can shift within).
-MAX_KIND_LENGTH = 100
-MAX_URI_LENGTH = 500
-MAX_EMAIL_LENGTH = 320
-MIN_YEAR, MAX_YEAR = 1970, 2199
-MAX_INT_DIGITS = 20
-MAX_JSON_DEPTH = 32
-
-
-def _clip(value: object, length: int = 80) -> str:
-    text = str(value)
-    return text if len(text) <= length else text[:length] + "…"
-
-
 # A conference location with this status has no join link and never will: Calendly made no conference.
 CONFERENCE_FAILED = "failed"
 
@@ -57,14 +51,6 @@ CONFERENCE_FAILED = "failed"
 def calendly_owns(location_type: str | None, status: str | None) -> bool:
     """Whether Calendly made (or is still making) the conference: a conference type that did not fail."""
     return location_type in CALENDLY_CONFERENCE_TYPES and status != CONFERENCE_FAILED
-
-
-class PayloadError(ValueError):
-    """The body is not a Calendly delivery calsync can use. `path` is where it went wrong."""
-
-    def __init__(self, path: str, message: str):
-        super().__init__(f"{path}: {message}")
-        self.path = path
 
 
 @dataclass(frozen=True)
@@ -203,16 +189,16 @@ def parse_timestamp(value: str, path: str = "timestamp") -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except (ValueError, AttributeError):
-        raise PayloadError(path, f"not an ISO-8601 timestamp: {_clip(value)!r}") from None
+        raise PayloadError(path, f"not an ISO-8601 timestamp: {clip(value)!r}") from None
     if parsed.tzinfo is None:
-        raise PayloadError(path, f"timestamp without a time zone: {_clip(value)!r}")
+        raise PayloadError(path, f"timestamp without a time zone: {clip(value)!r}")
     # Year 1 or 9999 parses, then breaks time-zone arithmetic, databases and every later retry.
     try:
         in_utc = parsed.astimezone(UTC)
     except OverflowError:
         in_utc = None
     if in_utc is None or not MIN_YEAR <= in_utc.year <= MAX_YEAR:
-        raise PayloadError(path, f"timestamp outside the years {MIN_YEAR}-{MAX_YEAR}: {_clip(value)!r}")
+        raise PayloadError(path, f"timestamp outside the years {MIN_YEAR}-{MAX_YEAR}: {clip(value)!r}")
     return parsed
 
 
@@ -385,107 +371,5 @@ def parse_delivery_data(data: Any) -> CalendlyDelivery:
     return CalendlyDelivery(**delivery_kw)
 
 
-def _refuse_constant(name: str) -> Any:
-    raise PayloadError("$", f"{name} is not a JSON number")
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise PayloadError("$", f"an integer of {len(text)} digits (at most {MAX_INT_DIGITS})")
-    return int(text)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise PayloadError("$", f"number out of range: {_clip(text)}")
-    return value
-
-
-def check_storable(data: Any) -> None:
-    """Refuse JSON a database cannot store as it is: too deep, NUL characters, lone surrogates.
-
-    PostgreSQL's text and jsonb refuse U+0000, and no UTF-8 encoder takes a lone surrogate such as
-    ``"\\ud800"``; a delivery that carries them would fail on every retry. Iterative: no recursion limit.
-    """
-    stack: list[tuple[Any, str, int]] = [(data, "$", 0)]
-    while stack:
-        value, path, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise PayloadError(path, f"nested deeper than {MAX_JSON_DEPTH} levels")
-        if isinstance(value, str):
-            _check_text(value, path)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                _check_text(key, f"{path} (a key)")
-                stack.append((item, f"{path}.{_clip(key, 40)}", depth + 1))
-        elif isinstance(value, list):
-            stack.extend((item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value))
-
-
-def _check_text(text: str, path: str) -> None:
-    if "\x00" in text:
-        raise PayloadError(path, "contains a NUL character (\\u0000)")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PayloadError(path, "contains a lone surrogate (not valid Unicode)") from None
-
-
-def decode_body(raw_body: bytes) -> Any:
-    try:
-        data = json.loads(
-            raw_body.decode("utf-8"),
-            parse_constant=_refuse_constant,
-            parse_int=_bounded_int,
-            parse_float=_finite_float,
-        )
-    except UnicodeDecodeError:
-        raise PayloadError("$", "body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise PayloadError("$", f"body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    except RecursionError:
-        raise PayloadError("$", f"nested deeper than {MAX_JSON_DEPTH} levels") from None
-    check_storable(data)
-    return data
-
-
 def parse_delivery(raw_body: bytes) -> CalendlyDelivery:
     return parse_delivery_data(decode_body(raw_body))
-
-
-NO_SHOW_KINDS = frozenset({INVITEE_NO_SHOW_CREATED, INVITEE_NO_SHOW_DELETED})
-
-
-def delivery_key(kind: str, uri: str, *, no_show_uri: str | None = None, created_at: datetime | None = None) -> str:
-    """The de-duplication key of a delivery; every place that stores or looks one up builds it here.
-
-    (kind, invitee URI): each invitee is created once and cancelled once. A no-show can be marked,
-    undone and marked again, each mark with its own `no_show.uri`, so the no-show kinds add it (or,
-    without one, the delivery's own `created_at`, which a redelivery repeats). Keys of the invitee
-    kinds are the same as they always were, so rows stored before stay valid.
-    Never the event URI: a group event sends one delivery per invitee under the same event.
-    """
-    if kind in NO_SHOW_KINDS:
-        mark = no_show_uri or (created_at.isoformat() if created_at else None)
-        if mark:
-            return f"{kind}|{uri}|{mark}"
-    return f"{kind}|{uri}"
-
-
-def dedupe_key(delivery: CalendlyDelivery) -> str | None:
-    if not delivery.payload_uri:
-        return None
-    no_show_uri = delivery.invitee.no_show_uri if delivery.invitee else None
-    return delivery_key(delivery.kind, delivery.payload_uri, no_show_uri=no_show_uri, created_at=delivery.created_at)
-
-
-def stored_key(delivery: CalendlyDelivery | None, raw: bytes) -> str:
-    """The key intake stores a body under: its `dedupe_key`, else a hash of the exact bytes.
-
-    A body without a payload URI is keyed `body|<sha256>`; one that is no usable delivery at all
-    (`delivery` is None) `invalid|<sha256>`, so a redelivery of either is still recognised.
-    """
-    if delivery is None:
-        return "invalid|" + hashlib.sha256(raw).hexdigest()
-    return dedupe_key(delivery) or "body|" + hashlib.sha256(raw).hexdigest()

@@ -17,7 +17,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from bookings.calendly import PayloadError, decode_body, parse_delivery_data, stored_key
+from bookings.calendly import parse_delivery_data
+from bookings.calendly_json import PayloadError, decode_body
+from bookings.delivery_keys import stored_key
 from bookings.models import WebhookEvent
 from bookings.queue import enqueue_processing
 from bookings.state import is_handled_kind

@@ -2,32 +2,38 @@
 
 The app owns retries; django-q2 is only the transport. `process_event` never raises for a sync
 failure: it records the failure on the event and schedules the next attempt with backoff.
-Nothing else writes `WebhookEvent.status`.
+Nothing else writes `WebhookEvent.status`. Here: the state transitions, one event's path, several
+waiting events processed together, the sweeper and replay; the reconcilers, how each is run on a
+booking, and the booking lease are `bookings/steps.py`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import traceback
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
-from bookings.calendly import PayloadError
+from bookings.calendly_json import PayloadError
 from bookings.models import Booking, ProcessingAttempt, WebhookEvent
 from bookings.state import apply_event, is_handled_kind
-from calsync.errors import BookingBusy, SyncError
+from bookings.steps import (
+    Ahead,
+    Reconciler,
+    booking_sync_lock,
+    get_reconcilers,
+    known_secrets,
+    run_reconcilers,
+    run_step,
+    short_error,
+)
+from calsync.errors import SyncError
 from calsync.http import redact
 from calsync.logctx import bind, log_context
 from calsync.metrics import observe_attempt
@@ -35,150 +41,6 @@ from calsync.metrics import observe_attempt
 logger = logging.getLogger(__name__)
 
 Status = WebhookEvent.Status
-ERROR_LIMIT = 2000
-
-
-def _secrets() -> list[str]:
-    return [*settings.CALENDLY_SIGNING_KEYS, *(getattr(settings, n, "") for n in settings.CALSYNC_SECRET_SETTINGS)]
-
-
-def _short_error(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return redact(text, *_secrets())[:ERROR_LIMIT]
-
-
-# --- reconcilers ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reconciler:
-    """A step of the sync. A reconciler function may carry a `prepare(booking)` attribute: reads it can
-    make ahead (no writes), run alongside the steps before it; its result is passed as `prepared=`."""
-
-    name: str  # the app label: "conferencing", "crm", …
-    func: Callable[..., object]
-
-    @property
-    def prepare(self) -> Callable[[Booking], object] | None:
-        return getattr(self.func, "prepare", None)
-
-    @property
-    def batch(self) -> Callable[[list[Booking]], dict[int, object]] | None:
-        """`batch(bookings)`: several bookings at once, per booking pk the detail or the exception."""
-        return getattr(self.func, "batch", None)
-
-
-def get_reconcilers() -> list[Reconciler]:
-    return [Reconciler(path.split(".")[0], import_string(path)) for path in settings.CALSYNC_RECONCILERS]
-
-
-class Ahead:
-    """A reconciler's `prepare` running in a thread of its own while the steps before it run.
-
-    The steps talk to different APIs (a Zoom meeting being created while Kommo is searched), so running
-    them side by side takes the slower one's time instead of the sum. A `prepare` that fails fails its
-    reconciler's step with that error, as the same reads would have inside the reconciler."""
-
-    def __init__(self, booking: Booking | list[Booking], prepare: Callable[[Any], object], *, concurrent: bool):
-        self.result: object = None
-        self.error: BaseException | None = None
-        self._booking, self._prepare = booking, prepare
-        self._thread = threading.Thread(target=self._run, name="calsync-prepare", daemon=True) if concurrent else None
-        if self._thread is not None:
-            self._thread.start()
-
-    def _run(self) -> None:
-        booking = self._booking
-        try:
-            if isinstance(booking, list):  # a batch: its log lines carry no single booking
-                self.result = self._prepare(booking)
-                return
-            with log_context(booking_id=booking.pk, invitee_uri=booking.invitee_uri):
-                self.result = self._prepare(booking)
-        except Exception as exc:
-            self.error = exc
-        finally:
-            if self._thread is not None:
-                connections.close_all()  # this thread's connections only
-
-    def get(self) -> object:
-        if self._thread is None:
-            self._run()
-        else:
-            self._thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-# --- booking lease ----------------------------------------------------------------------------------
-
-
-@contextmanager
-def booking_sync_lock(bookings: Sequence[Booking], *, wait: float | None = None) -> Iterator[None]:
-    """Hold a short lease on each booking so two workers never sync the same meeting at once.
-
-    A conditional UPDATE works the same on SQLite and PostgreSQL and keeps no transaction open
-    while the reconcilers talk to Kommo and Zoom. A crashed holder's lease simply expires.
-    """
-    wait = settings.CALSYNC_BOOKING_LOCK_WAIT if wait is None else wait
-    token = uuid.uuid4().hex
-    lease = timedelta(seconds=settings.CALSYNC_PROCESSING_LEASE)
-    pks = sorted({b.pk for b in bookings})
-    held: list[int] = []
-    deadline = time.monotonic() + wait
-    try:
-        for pk in pks:
-            while True:
-                now = timezone.now()
-                got = Booking.objects.filter(
-                    Q(sync_lock_expires_at__isnull=True) | Q(sync_lock_expires_at__lt=now), pk=pk
-                ).update(sync_lock_token=token, sync_lock_expires_at=now + lease)
-                if got:
-                    held.append(pk)
-                    break
-                if time.monotonic() >= deadline:
-                    raise BookingBusy()
-                time.sleep(0.1)
-        yield
-    finally:
-        if held:
-            Booking.objects.filter(pk__in=held, sync_lock_token=token).update(
-                sync_lock_token="", sync_lock_expires_at=None
-            )
-
-
-def run_reconcilers(bookings: Sequence[Booking], steps: list[dict]) -> list[tuple[str, BaseException]]:
-    """Run every reconciler on every booking; one failing does not stop the others.
-
-    A Zoom outage must not keep the meeting out of Kommo: each step is independent and idempotent,
-    and a retry runs them all again (those already done find nothing to do).
-    """
-    failures: list[tuple[str, BaseException]] = []
-    reconcilers = get_reconcilers()
-    for booking in bookings:
-        ahead = {
-            i: Ahead(booking, r.prepare, concurrent=settings.CALSYNC_CONCURRENT_STEPS)
-            for i, r in enumerate(reconcilers)
-            if r.prepare is not None
-        }
-        for i, reconciler in enumerate(reconcilers):
-            fresh = Booking.objects.get(pk=booking.pk)  # each step sees what the previous one recorded
-            try:
-                with log_context(booking_id=booking.pk, invitee_uri=booking.invitee_uri):
-                    if i in ahead:
-                        detail = reconciler.func(fresh, prepared=ahead[i].get())
-                    else:
-                        detail = reconciler.func(fresh)
-            except Exception as exc:
-                logger.warning("step %s failed for booking %s: %s", reconciler.name, booking.pk, _short_error(exc))
-                steps.append({"step": reconciler.name, "booking": booking.pk, "ok": False, "detail": _short_error(exc)})
-                failures.append((reconciler.name, exc))
-            else:
-                steps.append(
-                    {"step": reconciler.name, "booking": booking.pk, "ok": True, "detail": str(detail or "up to date")}
-                )
-    return failures
 
 
 # --- state transitions ------------------------------------------------------------------------------
@@ -227,12 +89,12 @@ def mark_failed(event: WebhookEvent, exc: BaseException, *, attempts: int) -> We
     WebhookEvent.objects.filter(pk=event.pk).update(
         status=Status.FAILED,
         processed_at=timezone.now(),
-        last_error=_short_error(exc),
-        last_traceback=redact("".join(traceback.format_exception(exc)), *_secrets())[-20000:],
+        last_error=short_error(exc),
+        last_traceback=redact("".join(traceback.format_exception(exc)), *known_secrets())[-20000:],
         next_attempt_at=next_at,
     )
     if next_at is None:
-        logger.error("event %s failed and needs attention: %s", event.pk, _short_error(exc))
+        logger.error("event %s failed and needs attention: %s", event.pk, short_error(exc))
     else:
         logger.warning("event %s failed (attempt %s), retry at %s", event.pk, attempts, next_at.isoformat())
     event.refresh_from_db()
@@ -241,7 +103,7 @@ def mark_failed(event: WebhookEvent, exc: BaseException, *, attempts: int) -> We
 
 class _StepsFailed(SyncError):
     def __init__(self, failures: list[tuple[str, BaseException]]):
-        message = "; ".join(f"{name}: {_short_error(exc)}" for name, exc in failures)
+        message = "; ".join(f"{name}: {short_error(exc)}" for name, exc in failures)
         retry_afters = [getattr(exc, "retry_after", None) for _, exc in failures]
         retry_after = max((r for r in retry_afters if r is not None), default=None)
         super().__init__(message, retry_after=retry_after)
@@ -293,7 +155,7 @@ def _process_event(event_id: int, *, trigger: str) -> str:
             raise _StepsFailed(failures)
     except Exception as exc:
         event = mark_failed(event, exc, attempts=event.attempts)
-        _finish(attempt, ProcessingAttempt.Outcome.FAILED, steps, _short_error(exc))
+        _finish(attempt, ProcessingAttempt.Outcome.FAILED, steps, short_error(exc))
         return Status.FAILED
     mark_done(event)
     _finish(attempt, ProcessingAttempt.Outcome.DONE, steps, "")
@@ -348,7 +210,7 @@ def _process_group(event_ids: list[int], *, trigger: str) -> str:
             bookings = apply_event(event)
         except Exception as exc:
             mark_failed(event, exc, attempts=event.attempts)
-            _finish(attempt, ProcessingAttempt.Outcome.FAILED, [], _short_error(exc))
+            _finish(attempt, ProcessingAttempt.Outcome.FAILED, [], short_error(exc))
             outcome[pk] = Status.FAILED
             continue
         detail = ", ".join(f"#{b.pk} {b.status}" for b in bookings)
@@ -370,7 +232,7 @@ def _process_group(event_ids: list[int], *, trigger: str) -> str:
                     continue
                 for entry in entries:
                     for booking in entry.bookings:
-                        entry.failures += _step(reconciler, booking, entry.steps)
+                        entry.failures += run_step(reconciler, booking, entry.steps)
     except Exception as exc:  # the lease (BookingBusy), the database: every event of the group failed
         for entry in entries:
             entry.failures.append(("processing", exc))
@@ -398,24 +260,11 @@ def _batch_step(reconciler: Reconciler, entries: list[_Entry], everyone: list[Bo
         for booking in entry.bookings:
             result = results.get(booking.pk, "not synced")
             ok = not isinstance(result, BaseException)
-            detail = str(result or "up to date") if ok else _short_error(result)
+            detail = str(result or "up to date") if ok else short_error(result)
             entry.steps.append({"step": reconciler.name, "booking": booking.pk, "ok": ok, "detail": detail})
             if not ok:
                 logger.warning("step %s failed for booking %s: %s", reconciler.name, booking.pk, detail)
                 entry.failures.append((reconciler.name, result))
-
-
-def _step(reconciler: Reconciler, booking: Booking, steps: list[dict]) -> list[tuple[str, BaseException]]:
-    fresh = Booking.objects.get(pk=booking.pk)
-    try:
-        with log_context(booking_id=booking.pk, invitee_uri=booking.invitee_uri):
-            detail = reconciler.func(fresh)
-    except Exception as exc:
-        logger.warning("step %s failed for booking %s: %s", reconciler.name, booking.pk, _short_error(exc))
-        steps.append({"step": reconciler.name, "booking": booking.pk, "ok": False, "detail": _short_error(exc)})
-        return [(reconciler.name, exc)]
-    steps.append({"step": reconciler.name, "booking": booking.pk, "ok": True, "detail": str(detail or "up to date")})
-    return []
 
 
 def _finish(attempt: ProcessingAttempt, outcome: str, steps: list[dict], error: str) -> None:

@@ -28,7 +28,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from bookings.models import Booking, SyncDrift
-from bookings.processing import ReplayResult, booking_sync_lock, latest_event_for, replay, run_reconcilers
+from bookings.processing import ReplayResult, latest_event_for, replay
+from bookings.steps import booking_sync_lock, run_reconcilers
 from calsync.errors import BookingBusy
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from bookings.models import Booking
-from bookings.processing import booking_sync_lock
+from bookings.steps import booking_sync_lock
 from calsync.errors import SyncError
 from conferencing import sync
 from conferencing.models import ZoomMeeting

@@ -99,7 +99,7 @@ def prepare(booking: Booking) -> Lookup | None:
     return lookup(booking, CrmSettings.load(), default_client())
 
 
-# The pipeline's optional hooks (bookings.processing): a read-ahead that may run alongside the other
+# The pipeline's optional hooks (`Reconciler` in bookings.steps): a read-ahead that may run alongside the other
 # reconcilers. The batch hook (several bookings in one request each) is attached by crm.apps, because
 # crm.batching builds on this module.
 reconcile.prepare = prepare  # type: ignore[attr-defined]

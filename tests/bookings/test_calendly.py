@@ -5,7 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bookings.calendly import PayloadError, dedupe_key, parse_delivery, parse_delivery_data, parse_location
+from bookings.calendly import parse_delivery, parse_delivery_data, parse_location
+from bookings.calendly_json import PayloadError
+from bookings.delivery_keys import dedupe_key
 from tests.conftest import load_fixture, load_json, to_body, variant
 
 

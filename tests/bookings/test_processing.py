@@ -1,4 +1,4 @@
-"""Pipeline, retries with backoff, the sweeper (crash recovery) and replay."""
+"""Pipeline, retries with backoff, the booking lease, the sweeper (crash recovery) and replay."""
 
 import threading
 from datetime import timedelta
@@ -7,11 +7,11 @@ import pytest
 from django.utils import timezone
 from django_q.models import Schedule
 
-from bookings import processing
+from bookings import processing, steps
 from bookings.intake import store_delivery
 from bookings.models import Booking, ProcessingAttempt, WebhookEvent
 from bookings.tasks import retry_due_events
-from calsync.errors import PermanentSyncError, SyncError
+from calsync.errors import BookingBusy, PermanentSyncError, SyncError
 from tests.bookings.fake_reconcilers import FIRST, SECOND
 from tests.conftest import load_fixture
 
@@ -207,11 +207,11 @@ def test_booking_lock_makes_a_concurrent_sync_wait_then_retry():
     event = stored()
     processing.process_event(event.pk)
     booking = Booking.objects.get()
-    with processing.booking_sync_lock([booking]):
-        with pytest.raises(processing.BookingBusy):
-            with processing.booking_sync_lock([booking], wait=0.2):
+    with steps.booking_sync_lock([booking]):
+        with pytest.raises(BookingBusy):
+            with steps.booking_sync_lock([booking], wait=0.2):
                 pass
-    with processing.booking_sync_lock([booking], wait=0.2):  # released afterwards
+    with steps.booking_sync_lock([booking], wait=0.2):  # released afterwards
         pass
 
 
@@ -219,7 +219,7 @@ def test_expired_booking_lock_is_taken_over():
     event = stored()
     processing.process_event(event.pk)
     Booking.objects.update(sync_lock_token="dead", sync_lock_expires_at=timezone.now() - timedelta(seconds=1))
-    with processing.booking_sync_lock([Booking.objects.get()], wait=0.2):
+    with steps.booking_sync_lock([Booking.objects.get()], wait=0.2):
         pass
 
 

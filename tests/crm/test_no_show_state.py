@@ -2,7 +2,8 @@
 
 import pytest
 
-from bookings.calendly import PayloadError, parse_delivery_data
+from bookings.calendly import parse_delivery_data
+from bookings.calendly_json import PayloadError
 from bookings.models import WebhookEvent
 from bookings.state import HANDLERS, apply_event
 from tests.crm.conftest import without_deal_id
@@ -57,7 +58,7 @@ def test_marked_alone_is_a_no_show_and_creates_the_booking_if_needed():
 
 
 def test_each_no_show_mark_has_its_own_key_and_invitee_keys_are_unchanged():
-    from bookings.calendly import dedupe_key
+    from bookings.delivery_keys import dedupe_key
 
     first = no_show("invitee_no_show.created", "2026-12-02T15:41:00Z", "2026-12-02T15:40:59Z")
     again = no_show("invitee_no_show.created", "2026-12-02T16:20:00Z", "2026-12-02T16:19:58Z")

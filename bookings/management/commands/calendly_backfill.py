@@ -8,8 +8,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from bookings.backfill import backfill_window
-from bookings.calendly import PayloadError, parse_timestamp
+from bookings.calendly import parse_timestamp
 from bookings.calendly_api import CalendlyClient, CalendlyError
+from bookings.calendly_json import PayloadError
 
 
 def moment(value: str) -> datetime:
