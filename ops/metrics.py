@@ -40,21 +40,27 @@ class CalsyncCollector:
         yield from _subscription()
 
 
+def _counter(name: str, documentation: str, label_names: list[str], rows: list) -> CounterMetricFamily:
+    """A counter family from stored (labels, value) rows; a label a row lacks is exported empty."""
+    family = CounterMetricFamily(name, documentation, labels=label_names)
+    for labels, value in rows:
+        family.add_metric([labels.get(label, "") for label in label_names], value)
+    return family
+
+
 def _event_counters(counters: dict) -> Iterator[Metric]:
-    received = CounterMetricFamily(
+    yield _counter(
         "calsync_webhook_events_received",
         "Calendly events stored, by kind and source (webhook or reconciliation)",
-        labels=["kind", "source"],
+        ["kind", "source"],
+        counters.get(RECEIVED, []),
     )
-    for labels, value in counters.get(RECEIVED, []):
-        received.add_metric([labels.get("kind", ""), labels.get("source", "")], value)
-    yield received
-    deliveries = CounterMetricFamily(
-        "calsync_webhook_deliveries", "Calendly deliveries including redeliveries, by kind", labels=["kind"]
+    yield _counter(
+        "calsync_webhook_deliveries",
+        "Calendly deliveries including redeliveries, by kind",
+        ["kind"],
+        counters.get(DELIVERIES, []),
     )
-    for labels, value in counters.get(DELIVERIES, []):
-        deliveries.add_metric([labels.get("kind", "")], value)
-    yield deliveries
 
 
 def _unfinished_events() -> Metric:
@@ -77,14 +83,12 @@ def _unfinished_events() -> Metric:
 
 
 def _processing(counters: dict) -> Iterator[Metric]:
-    outcomes = CounterMetricFamily(
+    yield _counter(
         "calsync_event_processing_attempts",
         "Finished processing attempts by event kind and outcome",
-        labels=["kind", "outcome"],
+        ["kind", "outcome"],
+        counters.get(ATTEMPTS, []),
     )
-    for labels, value in counters.get(ATTEMPTS, []):
-        outcomes.add_metric([labels.get("kind", ""), labels.get("outcome", "")], value)
-    yield outcomes
 
     per_bucket = {labels.get("le"): value for labels, value in counters.get(DURATION_BUCKET, [])}
     buckets, running = [], 0.0

@@ -47,7 +47,9 @@ def test_debug_on_a_network_address_is_refused(tmp_path, bind):
     assert "REFUSING" in result.stderr and "DEBUG" in result.stderr
 
 
-@pytest.mark.parametrize("bind", ["127.0.0.1:8000", "127.0.0.2:9000", "localhost:8000", "[::1]:8000", "unix:/tmp/s"])
+@pytest.mark.parametrize(
+    "bind", ["127.0.0.1:8000", "127.0.0.2:9000", "localhost:8000", "[::1]:8000", "unix:calsync.sock"]
+)
 def test_debug_on_loopback_is_allowed(tmp_path, bind):
     assert _bash(f"refuse_debug_on_network True '{bind}'", tmp_path).returncode == 0
 
