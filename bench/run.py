@@ -282,7 +282,7 @@ def bench_burst(run: Run, quick: bool, *, count: int | None = None) -> dict:
     began = time.perf_counter()
     _, errors = open_loop(stack.port, bodies, 200)  # the burst arrives within count / 200 s
     assert errors == 0, errors
-    stack.wait_until_settled(count, timeout=count / KOMMO_RPS * 4 + 120)
+    stack.wait_until_settled(count, timeout=count / KOMMO_RPS * 4 + 120, interval=0.05)
     total = time.perf_counter() - began
     kommo = emulators.state("kommo")
     requests = kommo["requests"]["total"]

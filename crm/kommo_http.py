@@ -42,12 +42,16 @@ IP_BLOCK_PAUSE = 300.0  # seconds every process stays off Kommo after a 403 "IP 
 
 class Limiter(Protocol):
     def acquire(self) -> float: ...
+    def answered(self) -> None: ...
     def pause(self, seconds: float) -> None: ...
 
 
 class NoLimit:
     def acquire(self) -> float:
         return 0.0
+
+    def answered(self) -> None:
+        return None
 
     def pause(self, seconds: float) -> None:
         return None
@@ -114,7 +118,10 @@ class KommoTransport:
             self.rate_limiter.acquire()
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             try:
-                response = self.session.request(method, url, params=params, json=json, headers=headers)
+                try:
+                    response = self.session.request(method, url, params=params, json=json, headers=headers)
+                finally:
+                    self.rate_limiter.answered()  # Kommo has counted it by now, whatever came back
             except requests.ConnectTimeout as exc:  # never connected: nothing was sent, even a POST is safe
                 error: KommoError = KommoServerError(
                     f"Kommo {method} {path}: connect timeout ({exc.__class__.__name__})"

@@ -1,22 +1,34 @@
 """A request-rate limit shared by every process through database rows: a sliding log.
 
 "Not more than N requests in any `window` seconds" is kept with N rows, one per request of the last
-window. Each row holds the time (unix microseconds) its slot is free again: the time of the request that
-took it plus the window. A request takes the row that frees first: it goes at `max(now, that row)` and
-writes back its own time plus the window. So the rows always hold the N latest requests, and a request
-never goes before the N-th request before it is a full window old: no window holds more than N. An idle
-system sends up to N requests at once (a single booking's lookups and writes don't wait for each other);
-a burst runs at N per window.
+window. Each row holds the time (unix microseconds) it is free again. A request takes a row that is free
+now and writes back its own time plus the window; when none is free it sleeps until the first one frees
+and looks again. So the rows always hold the N latest requests, and a request never goes before the N-th
+request before it is a full window old: no window holds more than N. An idle system sends up to N
+requests at once (a single booking's lookups and writes don't wait for each other); a burst runs at N
+per window.
+
+A row's time is only when its request may leave; Kommo counts the request when it arrives, somewhere
+between then and its answer. Stamping rows at sending alone would need a guess at that delay (a busy
+machine can hold a request back by tens of milliseconds after a burst of 7 were let go at once, and Kommo
+then counts 8 in a second). So the answer settles it: `answered()` moves the row to the answer's time plus
+the API's window when the answer came later than `margin` allows. The next request on that row leaves
+after Kommo counted this one plus a full window, whatever the delay, and without synced clocks: Kommo
+counted it before it answered. A quick answer (within the margin) costs no second write. Rows are never
+claimed ahead of time, so a row is still the sender's own when its answer comes, unless the answer took
+longer than the whole window; then the next request on the row may share a second with it, and Kommo's
+429 pauses every process (`pause`).
 
 Taking a row is a compare-and-swap: read the rows, then `UPDATE … WHERE next_free_us = <value read>`; if
 another process got there first, no row is updated and we read again. No transaction stays open while we
 wait, and the same SQL runs on SQLite and PostgreSQL. Processes on several machines share it too (their
-clocks should be NTP-synced).
+clocks should be NTP-synced; `margin` covers a few milliseconds between them).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 
@@ -49,16 +61,18 @@ class SharedRateLimiter:
         # N requests in any window of N / max_rps seconds: 7 in any second at 7/s; below 1/s, one request
         # per 1/max_rps seconds.
         self.size = max(1, math.floor(max_rps))
-        # A request stamped at t here reaches the API a few milliseconds later (scheduling, the network);
-        # were the window exactly one second, a late first request and an on-time eighth would be counted in
-        # one second by the API, and it answers 429. `margin` stretches the window by that fraction: 0.05
-        # tolerates 50 ms of jitter at 7/s. Rounded up: never over max_rps.
+        # The API's window (one second at 7/s) and ours: `margin` stretches ours by that fraction, so an
+        # answer within `margin` of its slot needs no second write (see `answered`). Rounded up: never
+        # over max_rps.
+        self.api_window_us = math.ceil(1_000_000 * self.size / max_rps)
         self.window_us = math.ceil((1 + margin) * 1_000_000 * self.size / max_rps)
+        self.margin_us = self.window_us - self.api_window_us
         self.names = [name] + [f"{name}/{i}" for i in range(1, self.size)]
         self.clock = clock
         self.sleep = sleep
         self.max_wait_us = int(max_wait * 1_000_000)
         self.last_slot: float | None = None  # the slot the last acquire() got (unix seconds), for tests and logs
+        self._held = threading.local()  # per thread: (row, slot, the value written) until `answered()`
 
     def _now_us(self) -> int:
         return int(self.clock() * 1_000_000)
@@ -78,39 +92,65 @@ class SharedRateLimiter:
         return bool(RateLimitState.objects.filter(name=name, next_free_us=expected).update(next_free_us=new))
 
     def acquire(self) -> float:
-        """Take the row that frees first and sleep until it is free; return the seconds waited."""
-        for _ in range(MAX_CAS_ROUNDS):
+        """Take a row that is free now, sleeping until the first one frees if none is; the seconds waited."""
+        waited_us = 0
+        lost = 0
+        while True:
             now = self._now_us()
             name, free_at = self._rows()[0]
-            slot = max(now, free_at)
-            wait_us = slot - now
-            if wait_us > self.max_wait_us:
-                raise RateLimitBusy(
-                    f"Kommo rate limit: the next free slot is {wait_us / 1e6:.0f}s away; trying later",
-                    retry_after=wait_us / 1e6,
-                )
-            if self._swap(name, free_at, slot + self.window_us):
-                self.last_slot = slot / 1e6
-                if wait_us > 0:
-                    self.sleep(wait_us / 1e6)
-                return wait_us / 1e6
-        raise RateLimitBusy("Kommo rate limit: too much contention for a slot", retry_after=5)
+            if free_at > now:
+                # Sleep and look again rather than claim the row ahead: its sender may still settle it
+                # later (`answered`), and a claim made now could not see that.
+                wait_us = free_at - now
+                if waited_us + wait_us > self.max_wait_us:
+                    raise RateLimitBusy(
+                        f"Kommo rate limit: the next free slot is {wait_us / 1e6:.0f}s away; trying later",
+                        retry_after=wait_us / 1e6,
+                    )
+                self.sleep(wait_us / 1e6)
+                waited_us += wait_us
+                continue
+            if self._swap(name, free_at, now + self.window_us):
+                self.last_slot = now / 1e6
+                self._held.slot = (name, now, now + self.window_us)
+                return waited_us / 1e6
+            lost += 1
+            if lost >= MAX_CAS_ROUNDS:
+                raise RateLimitBusy("Kommo rate limit: too much contention for a slot", retry_after=5)
 
     def try_acquire_idle(self) -> bool:
-        """Take a slot only if one is free right now and nobody waits for one: never wait, never queue.
+        """Take a slot only if one is free right now and the limit is not paused: never wait.
 
-        For low-priority work (verification): it uses only slots nobody else asked for, so it never
-        pushes a waiting request back; at worst a request arriving later waits for it to age out.
+        For low-priority work (verification), which also steps aside while webhook work is waiting
+        (`crm.verify`); at worst a request arriving later waits for its slot to age out.
         """
         now = self._now_us()
         rows = self._rows()
-        if any(free_at > now + self.window_us for _, free_at in rows):  # someone sleeps until a future slot
+        if any(free_at > now + self.window_us for _, free_at in rows):  # paused after a 429
             return False
         name, free_at = rows[0]
         if free_at > now or not self._swap(name, free_at, now + self.window_us):
             return False
         self.last_slot = now / 1e6
+        self._held.slot = (name, now, now + self.window_us)
         return True
+
+    def answered(self) -> None:
+        """The request sent in this thread's last slot has its answer (or failed): settle its row.
+
+        Kommo counted the request before answering, so the answer's time plus the API's window is when
+        the row may serve again. Within the margin that is no later than the row says already.
+        """
+        held = getattr(self._held, "slot", None)
+        if held is None:
+            return
+        self._held.slot = None
+        name, _slot, written = held
+        settled = self._now_us() + self.api_window_us
+        if settled > written:
+            # The swap fails only when another request took the row after it freed: this one went
+            # unanswered for the whole window, and nothing safe is left to move (see the module's note).
+            self._swap(name, written, settled)
 
     def pause(self, seconds: float) -> None:
         """Hold every process back for `seconds` (Kommo answered 429: keep all of us quiet)."""

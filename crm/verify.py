@@ -82,6 +82,9 @@ class LowPriorityLimiter:
                 )
             self.sleep(self.poll)
 
+    def answered(self) -> None:
+        self.shared.answered()
+
     def pause(self, seconds: float) -> None:
         self.shared.pause(seconds)
 

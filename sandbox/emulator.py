@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import signal
 import sys
 import threading
@@ -187,6 +188,11 @@ class Emulator:
         if isinstance(matched, Response):
             return self._record(req, f"{req.method} (unmatched)", matched)
         found, params = matched
+        jitter_ms = float(self.config.get("arrival_jitter_ms") or 0)
+        if jitter_ms:
+            # A network path that holds some requests back: the rate window counts this one up to
+            # `arrival_jitter_ms` after it was sent, as the real API counts on arrival, not on sending.
+            self._sleep(random.uniform(0, jitter_ms) / 1000)  # noqa: S311 - a simulated delay, not a secret
         with self.lock:
             refused = self.gate(req, found)
         if refused is not None:

@@ -30,6 +30,7 @@ class KommoEmulator(KommoViews, Emulator):
     DEFAULT_CONFIG = {
         "rps": 7,  # Kommo: "not more than 7 requests per second"; 0 switches the limit off
         "rate_window": 1.0,
+        "arrival_jitter_ms": 0,  # up to this much delay between a request's sending and Kommo counting it
         "retry_after": 1,  # seconds, in the 429 body (the reference's example shows 300)
         "block_after": 0,  # 429s within block_window that get the IP blocked (403 HTML); 0 = never
         "block_window": 60.0,

@@ -33,10 +33,17 @@ def kommo_settings(settings):
 
 
 @pytest.fixture(autouse=True)
-def sleeps(monkeypatch):
-    """Every client the pipeline builds sleeps into this list instead of really sleeping."""
+def sleeps(monkeypatch, test_clock):
+    """Every client the pipeline builds sleeps into this list instead of really sleeping; the test's
+    clock moves on by the time slept, as it would have (the rate limit looks again when it wakes)."""
     recorded: list[float] = []
-    monkeypatch.setattr("crm.sync.default_client", lambda: kommo_client(sleep=recorded.append))
+
+    def sleep(seconds: float) -> None:
+        recorded.append(seconds)
+        if test_clock is not None:
+            test_clock.shift(seconds)
+
+    monkeypatch.setattr("crm.sync.default_client", lambda: kommo_client(sleep=sleep))
     return recorded
 
 

@@ -27,11 +27,15 @@ pytestmark = pytest.mark.django_db
 class Limiter:
     def __init__(self):
         self.acquired = 0
+        self.answers = 0
         self.paused: list[float] = []
 
     def acquire(self):
         self.acquired += 1
         return 0.0
+
+    def answered(self):
+        self.answers += 1
 
     def pause(self, seconds):
         self.paused.append(seconds)
@@ -133,11 +137,19 @@ def test_5xx_on_a_read_gives_up_after_the_backoff(rsps, client, slept):
     "failure",
     [{"status": 500, "json": {"title": "ErrInternalServer", "status": 500}}, {"body": requests.ReadTimeout("t")}],
 )
-def test_a_post_is_never_resent_after_an_ambiguous_failure(rsps, client, failure):
+def test_a_post_is_never_resent_after_an_ambiguous_failure(rsps, client, limiter, failure):
     rsps.post(f"{BASE}/api/v4/tasks", **failure)
     with pytest.raises(KommoUncertainWrite):
         client.create_task(9785993, text="x", complete_till=1, duration=60)
     assert len(rsps.calls) == 1
+    assert limiter.answers == limiter.acquired == 1  # a failed request settles its slot too
+
+
+def test_every_slot_is_settled_when_its_answer_comes(rsps, client, limiter):
+    rsps.get(f"{BASE}/api/v4/leads", status=503)
+    rsps.get(f"{BASE}/api/v4/leads", json=leads_body(9785993))
+    client.get_leads([9785993])
+    assert limiter.answers == limiter.acquired == 2
 
 
 def test_a_post_whose_connection_never_opened_is_retried(rsps, client):
