@@ -190,3 +190,30 @@ def test_the_sqlite_default_uses_calsyncs_backend(settings):
     from calsync import settings as calsync_settings
 
     assert calsync_settings.DATABASES["default"]["ENGINE"] == "calsync.sqlite_backend"
+
+
+def test_sync_to_disk_fsyncs_the_wal_a_commit_left_unsynced(file_db, monkeypatch):
+    name, wrapper = file_db
+    wrapper.ensure_connection()
+    with wrapper.cursor() as cursor:
+        cursor.execute("INSERT INTO log (who, n) VALUES ('a', 1)")
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(
+        "calsync.sqlite_backend.base.os.fsync",
+        lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)),
+    )
+    wrapper.sync_to_disk()
+    assert synced == [f"{name}-wal"]
+
+
+def test_an_accepted_delivery_is_synced_to_disk_before_the_answer(monkeypatch, db):
+    from bookings.intake import Outcome, store_delivery
+    from tests.conftest import load_fixture
+
+    synced: list[str] = []
+    monkeypatch.setattr("bookings.intake.sync_commits_to_disk", lambda: synced.append("synced"))
+    result = store_delivery(load_fixture("calendly/invitee_created.json"))
+    assert result.outcome == Outcome.ACCEPTED and synced == ["synced"]
+    assert store_delivery(load_fixture("calendly/invitee_created.json")).outcome == Outcome.DUPLICATE
+    assert synced == ["synced"]  # a redelivery was already on disk

@@ -8,6 +8,7 @@ Reads take nothing: in WAL mode they never wait for the writer.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.db.backends.sqlite3 import base as sqlite3_base
@@ -80,6 +81,26 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
         if self.holds_write_lock:
             self.holds_write_lock = False
             self.write_lock.release()
+
+    def sync_to_disk(self) -> None:
+        """Make every transaction committed so far survive a power loss: fsync the WAL.
+
+        The database runs WAL with synchronous=NORMAL: a commit writes its pages to the WAL without
+        waiting for the disk, so the worker's many small commits cost microseconds instead of an fsync
+        each (4.4 ms on the benchmark machine's disk) while holding the write lock. The acknowledgement
+        of a webhook must not be undone by a power cut (Calendly will not send it again), so intake
+        calls this after its commit: outside the write lock, so other writers go on meanwhile. Pages a
+        checkpoint already moved into the database file were synced by that checkpoint.
+        """
+        if self.is_in_memory_db():
+            return
+        name = str(self.settings_dict["NAME"])
+        path = f"{name}-wal" if os.path.exists(f"{name}-wal") else name
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _start_transaction_under_autocommit(self) -> None:
         self.acquire_write_lock()
