@@ -23,6 +23,7 @@ from bookings.delivery_keys import stored_key
 from bookings.models import WebhookEvent
 from bookings.queue import enqueue_processing
 from bookings.state import is_handled_kind
+from calsync.durability import sync_commits_to_disk
 from calsync.metrics import count_event_stored, count_redelivery
 
 logger = logging.getLogger(__name__)
@@ -116,4 +117,5 @@ def _create_or_existing(key: str, **fields) -> tuple[WebhookEvent, bool]:
             count_event_stored(event.kind, event.source)
     except IntegrityError:
         return _bump_existing(key), False
+    sync_commits_to_disk()  # an acknowledged delivery is never resent: it must outlive a power cut
     return event, True

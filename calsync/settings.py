@@ -92,6 +92,11 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web process and the worker write to the same file: WAL lets readers and one writer overlap,
     # IMMEDIATE takes the write lock up front instead of failing mid-transaction with "database is locked".
+    # calsync's backend queues writers on a lock file beside the database, so that a webhook acknowledgement
+    # is not left polling while the worker commits back to back (calsync/sqlite_backend/writelock.py).
+    # synchronous=NORMAL: commits skip the fsync; an acknowledgement syncs the WAL itself before answering,
+    # outside the write lock (sync_to_disk in calsync/sqlite_backend/base.py).
+    DATABASES["default"]["ENGINE"] = "calsync.sqlite_backend"
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",

@@ -1,0 +1,1 @@
+"""calsync's SQLite backend: Django's, with a fair cross-process write lock (see `writelock`)."""
