@@ -180,3 +180,15 @@ def test_gunicorn_masks_oauth_values_in_the_atoms_a_custom_format_prints(monkeyp
     line = buffer.getvalue()
     assert OAUTH_CODE not in line and OAUTH_STATE not in line
     assert f"example.com/cb/?{masked}" in line and f" /cb/?{masked}" in line  # the header and the environ atom
+
+
+def test_gunicorn_closes_connections_after_each_answer_unless_told(monkeypatch):
+    """Calendly sends each delivery on a new connection: keep-alive would only cost a poller round."""
+    import runpy
+    from pathlib import Path
+
+    path = str(Path(__file__).resolve().parents[2] / "gunicorn.conf.py")
+    monkeypatch.delenv("GUNICORN_KEEPALIVE", raising=False)
+    assert runpy.run_path(path)["keepalive"] == 0
+    monkeypatch.setenv("GUNICORN_KEEPALIVE", "30")
+    assert runpy.run_path(path)["keepalive"] == 30
