@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "rest_framework",
     "django_q",
     "calsync",
     "bookings",
@@ -170,6 +171,15 @@ AXES_VERBOSE = False
 # axes.W006 asks for ip_address among the lockout parameters. Per username is deliberate: rotating
 # addresses does not help against it, while per address behind the proxy would lock everyone out.
 SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+
+# --- REST framework -------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    # The webhook is authenticated by its signature, nothing else; no browsable API in production.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": None,
+}
 
 # --- Calendly -------------------------------------------------------------------------------------
 # Comma-separated to allow a rotation: the first key is current, the others are still accepted.
