@@ -8,7 +8,12 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # The webhook only stores and answers; anything slow is a bug or a stuck database, not work to wait for.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
-keepalive = 5
+# No keep-alive by default: Calendly opens a new connection for each delivery, and a kept-alive one
+# costs a second trip through gunicorn's poller and thread pool only to see the client close it (~3% of
+# the web worker's instructions per acknowledgement). The answer says `Connection: close`, so a proxy in
+# front never reuses a connection gunicorn is closing. A proxy that keeps upstream connections open
+# may set GUNICORN_KEEPALIVE (seconds, below the proxy's own idle timeout).
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "0"))
 accesslog = "-"
 errorlog = "-"
 # Masks OAuth codes in access lines; JSON lines like calsync's own unless CALSYNC_LOG_FORMAT=plain.

@@ -17,7 +17,9 @@ from django.conf import settings
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 from rest_framework import status
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -75,9 +77,21 @@ def answer(result: IntakeResult) -> Response:
     return Response({"id": event.pk, "status": event.status}, status=status.HTTP_202_ACCEPTED)
 
 
+class JSONOnly(BaseContentNegotiation):
+    """Every answer is JSON, whatever the sender's Accept says: no header parsing per delivery."""
+
+    def select_parser(self, request, parsers):
+        return None  # the body is read raw: its bytes are what the signature covers
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class CalendlyWebhookView(APIView):
     authentication_classes: list = []  # the signature is the authentication; no session, so no CSRF
     permission_classes = [AllowAny]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JSONOnly
     http_method_names = ["post", "options"]
 
     @method_decorator(sensitive_variables("keys"))

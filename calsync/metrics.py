@@ -85,24 +85,41 @@ def add_to_counter(name: str, labels: dict[str, str] | None = None, amount: floa
 def count_event_stored(kind: str, source: str) -> None:
     """A new event was stored: one more received event and one more delivery of its kind.
 
-    On the acknowledgement's path: both rows in one UPDATE once they exist (each statement is ~0.4 ms
-    of the web process's CPU); the first of a kind creates them one by one."""
-    from django.db.models import F, Q
-
-    from calsync.models import MetricCount
-
+    On the acknowledgement's path: both rows in one UPDATE once they exist; the first of a kind creates
+    them one by one."""
     received, delivered = _labels_key({"kind": kind, "source": source}), _labels_key({"kind": kind})
+    rows = ((RECEIVED, received), (DELIVERIES, delivered))
     try:
-        both = Q(name=RECEIVED, labels=received) | Q(name=DELIVERIES, labels=delivered)
-        if MetricCount.objects.filter(both).update(value=F("value") + 1) == 2:
+        if _add_to_rows(rows, 1) == 2:
             return
         # A row is missing (rare): undo the half done, and count each through the creating path.
-        MetricCount.objects.filter(both).update(value=F("value") - 1)
+        _add_to_rows(rows, -1)
     except Exception:
         logger.debug("could not count a stored event", exc_info=True)
         return
     add_to_counter(RECEIVED, {"kind": kind, "source": source})
     add_to_counter(DELIVERIES, {"kind": kind})
+
+
+def _add_to_rows(rows: tuple[tuple[str, str], ...], amount: float) -> int:
+    """Add `amount` to each existing (name, labels) row in one UPDATE; returns how many rows it changed.
+
+    The statement is written here rather than by the ORM: building and compiling the same filtered
+    UPDATE through querysets cost ~0.35 ms of CPU on every acknowledgement, the statement itself ~0.05 ms.
+    Column and table names still come from the model."""
+    from django.db import connections, router
+
+    from calsync.models import MetricCount
+
+    connection = connections[router.db_for_write(MetricCount)]
+    quote, meta = connection.ops.quote_name, MetricCount._meta
+    name, labels, value = (quote(meta.get_field(f).column) for f in ("name", "labels", "value"))
+    match = " OR ".join([f"({name} = %s AND {labels} = %s)"] * len(rows))
+    params = [amount, *(part for row in rows for part in row)]
+    with connection.cursor() as cursor:
+        sql = f"UPDATE {quote(meta.db_table)} SET {value} = {value} + %s WHERE {match}"  # noqa: S608 (quoted model names; values are parameters)
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 def count_redelivery(kind: str) -> None:

@@ -155,3 +155,40 @@ def test_gunicorn_conf_uses_calsync_logger():
 
     conf = runpy.run_path(str(Path(__file__).resolve().parents[2] / "gunicorn.conf.py"))
     assert conf["logger_class"] == "calsync.gunicorn_logging.GunicornLogger"
+
+
+def test_gunicorn_masks_oauth_values_in_the_atoms_a_custom_format_prints(monkeypatch):
+    """Only printed atoms are masked (the cost of the rest was the acknowledgement's); a header atom
+    named in any case in the format is masked as gunicorn looks it up."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    logger, buffer = gunicorn_logger(monkeypatch, "plain")
+    logger.cfg.set("access_log_format", '"%(r)s" %({Referer}i)s %({x-original-uri}e)s')
+    query, masked = f"code={OAUTH_CODE}&state={OAUTH_STATE}", "code=[redacted]&state=[redacted]"
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": "/cb/",
+        "PATH_INFO": "/cb/",
+        "QUERY_STRING": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "X-ORIGINAL-URI": f"/cb/?{query}",
+    }
+    resp = SimpleNamespace(status="200 OK", sent=0, headers=[])
+    req = SimpleNamespace(headers=[("REFERER", f"https://calsync.example.com/cb/?{query}")])
+    logger.access(resp, req, environ, timedelta(milliseconds=3))
+    line = buffer.getvalue()
+    assert OAUTH_CODE not in line and OAUTH_STATE not in line
+    assert f"example.com/cb/?{masked}" in line and f" /cb/?{masked}" in line  # the header and the environ atom
+
+
+def test_gunicorn_closes_connections_after_each_answer_unless_told(monkeypatch):
+    """Calendly sends each delivery on a new connection: keep-alive would only cost a poller round."""
+    import runpy
+    from pathlib import Path
+
+    path = str(Path(__file__).resolve().parents[2] / "gunicorn.conf.py")
+    monkeypatch.delenv("GUNICORN_KEEPALIVE", raising=False)
+    assert runpy.run_path(path)["keepalive"] == 0
+    monkeypatch.setenv("GUNICORN_KEEPALIVE", "30")
+    assert runpy.run_path(path)["keepalive"] == 30
