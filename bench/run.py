@@ -147,7 +147,7 @@ def created_bodies(count: int, tag: str) -> list[bytes]:
 
 
 def sqlite_stack(run: Run, *, workers: int, extra_env: dict[str, str]) -> CalsyncStack:
-    """calsync on its default embedded database (a SQLite file: WAL, busy timeout, immediate transactions)."""
+    """calsync on its default embedded database (a SQLite file: WAL, immediate transactions, writers queued on a lock file)."""
     path = run.log_dir / "calsync.sqlite3"
     stack = CalsyncStack(f"sqlite:///{path}", run.log_dir, extra_env=extra_env)
     run.stacks.append(stack)
@@ -522,7 +522,9 @@ def report(results: dict, quick: bool) -> str:
         lines += ack_section("PostgreSQL", acks, m["cores"])
     if sqlite:
         lines += ack_section(
-            "SQLite (the embedded default: WAL, 20 s busy timeout, immediate transactions)", sqlite, m["cores"]
+            "SQLite (the embedded default: WAL, immediate transactions, writers queued on a lock file)",
+            sqlite,
+            m["cores"],
         )
     lines += [LIMITS]
     return "\n".join(lines)
