@@ -106,6 +106,18 @@ class Process:
         return sum(_vm_hwm_kb(pid) for pid in process_tree(self.pid))
 
 
+def pss_kb(pids: list[int]) -> int:
+    """Proportional set size of the processes, summed: shared pages split among their sharers (Linux)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+    return total
+
+
 def process_tree(root: int) -> list[int]:
     """`root` and every live descendant (from /proc: Linux only)."""
     children: dict[int, list[int]] = {}
