@@ -91,6 +91,14 @@ class SharedRateLimiter:
     def _swap(self, name: str, expected: int, new: int) -> bool:
         return bool(RateLimitState.objects.filter(name=name, next_free_us=expected).update(next_free_us=new))
 
+    def _take(self, name: str, free_at: int, now: int) -> bool:
+        """Swap the row free at `free_at` to `now` plus the window; remember it until `answered()`."""
+        if not self._swap(name, free_at, now + self.window_us):
+            return False
+        self.last_slot = now / 1e6
+        self._held.slot = (name, now, now + self.window_us)
+        return True
+
     def acquire(self) -> float:
         """Take a row that is free now, sleeping until the first one frees if none is; the seconds waited."""
         waited_us = 0
@@ -110,9 +118,7 @@ class SharedRateLimiter:
                 self.sleep(wait_us / 1e6)
                 waited_us += wait_us
                 continue
-            if self._swap(name, free_at, now + self.window_us):
-                self.last_slot = now / 1e6
-                self._held.slot = (name, now, now + self.window_us)
+            if self._take(name, free_at, now):
                 return waited_us / 1e6
             lost += 1
             if lost >= MAX_CAS_ROUNDS:
@@ -129,11 +135,7 @@ class SharedRateLimiter:
         if any(free_at > now + self.window_us for _, free_at in rows):  # paused after a 429
             return False
         name, free_at = rows[0]
-        if free_at > now or not self._swap(name, free_at, now + self.window_us):
-            return False
-        self.last_slot = now / 1e6
-        self._held.slot = (name, now, now + self.window_us)
-        return True
+        return free_at <= now and self._take(name, free_at, now)
 
     def answered(self) -> None:
         """The request sent in this thread's last slot has its answer (or failed): settle its row.

@@ -9,6 +9,8 @@ Reads take nothing: in WAL mode they never wait for the writer.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db.backends.sqlite3 import base as sqlite3_base
@@ -33,23 +35,24 @@ class CursorWrapper(sqlite3_base.SQLiteCursorWrapper):
     def _locks(self, query: str) -> bool:
         return not self.connection.in_transaction and is_write(query)
 
-    def execute(self, query: str, params: Any = None) -> Any:
+    @contextmanager
+    def _write_lock_for(self, query: str) -> Iterator[None]:
         if not self._locks(query):
-            return super().execute(query, params)
+            yield
+            return
         self.database.acquire_write_lock()
         try:
-            return super().execute(query, params)
+            yield
         finally:
             self.database.release_write_lock()
 
+    def execute(self, query: str, params: Any = None) -> Any:
+        with self._write_lock_for(query):
+            return super().execute(query, params)
+
     def executemany(self, query: str, param_list: Any) -> Any:
-        if not self._locks(query):
+        with self._write_lock_for(query):
             return super().executemany(query, param_list)
-        self.database.acquire_write_lock()
-        try:
-            return super().executemany(query, param_list)
-        finally:
-            self.database.release_write_lock()
 
 
 class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
